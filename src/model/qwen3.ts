@@ -1,0 +1,157 @@
+// Qwen3 (the architecture of every Bonsai model), written against the Backend interface.
+//
+//   x = embed(tokens)
+//   for each layer:
+//     h = rmsnorm(x) ; q,k,v = h Wq, h Wk, h Wv ; q,k = rope(headnorm(q)), rope(headnorm(k)) -> KV cache
+//     x = x + attention(q, cache) Wo
+//     h = rmsnorm(x) ; x = x + (silu(h Wgate) * (h Wup)) Wdown
+//   logits = rmsnorm(x) Wlm
+//
+// A Session owns one sequence's KV cache and position, so several sequences can share a model.
+
+import type { AttnShape, Backend, Buf, KVCache, Q1Weight, RopeSpec } from "../backend/backend.ts";
+import type { Checkpoint } from "../io/checkpoint.ts";
+import type { ModelConfig } from "../io/config.ts";
+import { ropeSpec } from "./rope.ts";
+
+interface Layer {
+  inputNorm: Buf; postNorm: Buf; qNorm: Buf; kNorm: Buf;
+  q: Q1Weight; k: Q1Weight; v: Q1Weight; o: Q1Weight;
+  gate: Q1Weight; up: Q1Weight; down: Q1Weight;
+}
+
+/** One sequence: its KV cache and how many positions are filled. */
+export class Session {
+  pos = 0;
+  constructor(readonly kv: KVCache) {}
+  get ctx(): number { return this.kv.ctx; }
+  reset(): void { this.pos = 0; }
+}
+
+export class ContextError extends Error {}
+
+/** Rows of activations processed per pass in prefill; bounds scratch memory. */
+const CHUNK = 128;
+
+export class Qwen3 {
+  readonly rope: RopeSpec;
+  readonly shape: AttnShape;
+  private readonly embed: Q1Weight;
+  private readonly lmHead: Q1Weight;
+  private readonly norm: Buf;
+  private readonly layers: Layer[] = [];
+  // scratch activations, [CHUNK, dim] each
+  private readonly x: Buf; private readonly h: Buf; private readonly tmp: Buf;
+  private readonly q: Buf; private readonly k: Buf; private readonly v: Buf; private readonly att: Buf;
+  private readonly g: Buf; private readonly u: Buf;
+  private logitsBuf: Buf; // [1, vocab], grown to [CHUNK, vocab] when all positions are asked for
+  private busy: Promise<void> = Promise.resolve();
+
+  constructor(readonly config: ModelConfig, readonly backend: Backend, ckpt: Checkpoint) {
+    const c = config, w = ckpt.weights, b = backend;
+    this.rope = ropeSpec(c);
+    this.shape = { nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim };
+    this.embed = b.uploadQ1(w.embed);
+    this.lmHead = c.tieWordEmbeddings ? this.embed : b.uploadQ1(w.lmHead);
+    this.norm = b.upload(w.norm);
+    for (const l of w.layers) {
+      this.layers.push({
+        inputNorm: b.upload(l.inputNorm), postNorm: b.upload(l.postNorm),
+        qNorm: b.upload(l.qNorm), kNorm: b.upload(l.kNorm),
+        q: b.uploadQ1(l.q), k: b.uploadQ1(l.k), v: b.uploadQ1(l.v), o: b.uploadQ1(l.o),
+        gate: b.uploadQ1(l.gate), up: b.uploadQ1(l.up), down: b.uploadQ1(l.down),
+      });
+    }
+    const qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim;
+    this.x = b.alloc(CHUNK * c.hiddenSize); this.h = b.alloc(CHUNK * c.hiddenSize); this.tmp = b.alloc(CHUNK * c.hiddenSize);
+    this.q = b.alloc(CHUNK * qDim); this.att = b.alloc(CHUNK * qDim);
+    this.k = b.alloc(CHUNK * kvDim); this.v = b.alloc(CHUNK * kvDim);
+    this.g = b.alloc(CHUNK * c.intermediateSize); this.u = b.alloc(CHUNK * c.intermediateSize);
+    this.logitsBuf = b.alloc(c.vocabSize);
+  }
+
+  /** A new sequence with a KV cache of `ctx` positions. */
+  newSession(ctx = Math.min(this.config.maxPositionEmbeddings, 4096)): Session {
+    if (!Number.isInteger(ctx) || ctx < 1) throw new ContextError(`context size must be a positive integer, got ${ctx}`);
+    const c = this.config;
+    return new Session(this.backend.allocKV(c.numLayers, ctx, c.numKvHeads, c.headDim));
+  }
+
+  /**
+   * Runs `ids` through the model after what `session` already holds and returns logits:
+   * the last position's [vocab], or [ids.length, vocab] with allPositions.
+   */
+  async forward(session: Session, ids: ArrayLike<number>, opts: { allPositions?: boolean } = {}): Promise<Float32Array> {
+    const prev = this.busy;
+    let done!: () => void;
+    this.busy = new Promise((r) => (done = r));
+    await prev; // one forward at a time: they share the scratch buffers
+    try {
+      return await this.forwardLocked(session, ids, opts.allPositions ?? false);
+    } finally {
+      done();
+    }
+  }
+
+  private async forwardLocked(session: Session, ids: ArrayLike<number>, all: boolean): Promise<Float32Array> {
+    const n = ids.length, V = this.config.vocabSize;
+    if (n === 0) throw new Error("forward: no tokens given");
+    if (session.pos + n > session.ctx) {
+      throw new ContextError(`context full: ${session.pos} tokens held + ${n} new > context size ${session.ctx}`);
+    }
+    for (let i = 0; i < n; i++) {
+      const id = ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`forward: token id ${id} at index ${i} is outside the vocabulary (0..${V - 1})`);
+    }
+    if (all && this.logitsBuf.length < CHUNK * V) this.logitsBuf = this.backend.alloc(CHUNK * V);
+    const out = new Float32Array(all ? n * V : V);
+    for (let start = 0; start < n; start += CHUNK) {
+      const T = Math.min(CHUNK, n - start);
+      const tokens = Int32Array.from({ length: T }, (_, i) => ids[start + i]!);
+      this.layersPass(session, tokens);
+      if (all) {
+        this.head(this.x, T);
+        out.set((await this.backend.read(this.backend.slice(this.logitsBuf, 0, T * V))), start * V);
+      } else if (start + T === n) {
+        const H = this.config.hiddenSize;
+        this.head(this.backend.slice(this.x, (T - 1) * H, H), 1);
+        out.set(await this.backend.read(this.backend.slice(this.logitsBuf, 0, V)));
+      }
+    }
+    return out;
+  }
+
+  /** Embedding and every transformer block for T tokens at positions session.pos .. +T-1. */
+  private layersPass(session: Session, tokens: Int32Array): void {
+    const b = this.backend, c = this.config, T = tokens.length, H = c.hiddenSize;
+    const { x, h, tmp, q, k, v, att, g, u } = this;
+    b.setStep(session.pos, tokens);
+    b.embed(x, this.embed); // x[T, H]
+    this.layers.forEach((L, i) => {
+      b.rmsnorm(h, x, L.inputNorm, T, H, c.rmsNormEps);
+      b.matmul(q, h, L.q, T); // q[T, nHeads*D]
+      b.matmul(k, h, L.k, T); // k[T, nKv*D]
+      b.matmul(v, h, L.v, T); // v[T, nKv*D]
+      b.qkNormRopeAppend(q, k, v, L.qNorm, L.kNorm, c.rmsNormEps, this.rope, this.shape, session.kv, i, T);
+      b.attention(att, q, this.shape, session.kv, i, T); // att[T, nHeads*D]
+      b.matmul(tmp, att, L.o, T); // tmp[T, H]
+      b.add(x, x, tmp, T * H);
+      b.rmsnorm(h, x, L.postNorm, T, H, c.rmsNormEps);
+      b.matmul(g, h, L.gate, T); // g[T, I]
+      b.matmul(u, h, L.up, T); // u[T, I]
+      b.swiglu(g, g, u, T * c.intermediateSize);
+      b.matmul(tmp, g, L.down, T); // tmp[T, H]
+      b.add(x, x, tmp, T * H);
+    });
+    session.pos += T;
+  }
+
+  /** logits[rows, vocab] = rmsnorm(xs) Wlm, into logitsBuf. */
+  private head(xs: Buf, rows: number): void {
+    const b = this.backend, H = this.config.hiddenSize;
+    b.rmsnorm(this.h, xs, this.norm, rows, H, this.config.rmsNormEps);
+    b.matmul(this.logitsBuf, this.h, this.lmHead, rows);
+  }
+
+  dispose(): void { this.backend.dispose(); }
+}
