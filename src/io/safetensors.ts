@@ -132,5 +132,5 @@ export async function writeSafetensors(
   new DataView(head.buffer).setBigUint64(0, BigInt(json.length + pad), true);
   const parts: Uint8Array[] = [head, json, new TextEncoder().encode(" ".repeat(pad))];
   for (const t of tensors) parts.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  await Bun.write(path, new Blob(parts as BlobPart[]));
+  await Bun.write(path, new Blob(parts as Uint8Array<ArrayBuffer>[]));
 }

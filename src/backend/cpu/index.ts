@@ -44,7 +44,7 @@ export class CpuBackend implements Backend {
   readonly name = "cpu" as const;
   readonly device = "CPU (TypeScript reference, f32)";
   private pos = 0;
-  private tokens = new Int32Array(0);
+  private tokens: Int32Array<ArrayBufferLike> = new Int32Array(0);
 
   alloc(length: number): Buf { return new CpuBuf(new Float32Array(length)); }
   upload(d: Float32Array): Buf { return new CpuBuf(Float32Array.from(d)); }

@@ -19,7 +19,7 @@ export interface Q1Cpu {
 }
 
 /** Subset-sum tables: lut[c * 256 + m] = sum of x[8c + i] over the set bits i of m. */
-export function buildLut(x: Float32Array, cols: number, lut = new Float64Array((cols / 8) * 256)): Float64Array {
+export function buildLut(x: Float32Array, cols: number, lut: Float64Array<ArrayBufferLike> = new Float64Array((cols / 8) * 256)): Float64Array<ArrayBufferLike> {
   for (let c = 0; c < cols / 8; c++) {
     const t = c * 256;
     lut[t] = 0;
@@ -32,7 +32,7 @@ export function buildLut(x: Float32Array, cols: number, lut = new Float64Array((
 }
 
 /** out[w.rows] = W x, for one activation row x[w.cols]. */
-export function qmv(out: Float32Array, x: Float32Array, w: Q1Cpu, lut?: Float64Array): void {
+export function qmv(out: Float32Array, x: Float32Array, w: Q1Cpu, lut?: Float64Array<ArrayBufferLike>): void {
   const { rows, cols, bytes, scales, biases } = w;
   const groups = cols / GROUP, bytesPerRow = cols / 8, bytesPerGroup = GROUP / 8;
   const table = buildLut(x, cols, lut);
