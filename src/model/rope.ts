@@ -18,10 +18,10 @@ export function ropeSpec(cfg: ModelConfig): RopeSpec {
     return { headDim: dim, invFreq, attentionFactor: 1 };
   }
 
-  // transformers uses max_position_embeddings / original_max_position_embeddings as the factor
-  // when the config names an original length (the DeepSeek-V3 convention); else rope_scaling.factor.
+  // transformers 5.x takes rope_scaling.factor as given (it only warns when max_position_embeddings /
+  // original_max_position_embeddings disagrees); our fixture test pins this.
   const orig = rs.originalMaxPositionEmbeddings ?? cfg.maxPositionEmbeddings;
-  const factor = rs.originalMaxPositionEmbeddings === null ? rs.factor : cfg.maxPositionEmbeddings / orig;
+  const factor = rs.factor;
   const mscale = (s: number) => (s <= 1 ? 1 : 0.1 * Math.log(s) + 1);
   const attentionFactor = rs.attentionFactor ?? mscale(factor);
 
