@@ -1,0 +1,53 @@
+// The CPU 1-bit matvec / matmul against dequantize-then-multiply, exact on integer-valued data.
+import { describe, expect, test } from "bun:test";
+import { CpuBackend } from "../src/backend/cpu/index.ts";
+import { dequantQ1, type Q1Host } from "../src/quant/q1.ts";
+import { Rng } from "../src/util/rng.ts";
+import { exactQ1, smallInts } from "./helpers.ts";
+
+function naive(w: Q1Host, x: Float32Array, M: number): Float32Array {
+  const d = dequantQ1(w), out = new Float32Array(M * w.rows);
+  for (let m = 0; m < M; m++) for (let r = 0; r < w.rows; r++) {
+    let acc = 0;
+    for (let k = 0; k < w.cols; k++) acc += d[r * w.cols + k]! * x[m * w.cols + k]!;
+    out[m * w.rows + r] = acc;
+  }
+  return out;
+}
+
+const cases: { name: string; N: number; K: number; M: number; affine?: boolean }[] = [
+  { name: "K < 2048 (tail only): N 37, K 1152", N: 37, K: 1152, M: 1 },
+  { name: "K = 640", N: 64, K: 640, M: 1, affine: true },
+  { name: "K = 4096 with N % 4 = 2", N: 18, K: 4096, M: 1 },
+  { name: "matmul M = 3, K = 384, N 5", N: 5, K: 384, M: 3, affine: true },
+];
+
+describe("cpu qmv / qmm, exact", () => {
+  for (const c of cases) {
+    test(c.name, () => {
+      const rng = new Rng(c.N * 31 + c.K), b = new CpuBackend();
+      const w = exactQ1(rng, c.N, c.K, c.affine), x = smallInts(rng, c.M * c.K);
+      const out = b.alloc(c.M * c.N);
+      b.matmul(out, b.upload(x), b.uploadQ1(w), c.M);
+      return b.read(out).then((got) => expect(got).toEqual(naive(w, x, c.M)));
+    });
+  }
+
+  test("the LM head shape: 151669 rows (K = 128), spot rows exact", async () => {
+    const rng = new Rng(5), b = new CpuBackend(), N = 151669, K = 128;
+    const w = exactQ1(rng, N, K), x = smallInts(rng, K);
+    const out = b.alloc(N);
+    b.matmul(out, b.upload(x), b.uploadQ1(w), 1);
+    const got = await b.read(out);
+    for (const r of [0, 1, 75834, N - 2, N - 1]) {
+      const row = { rows: 1, cols: K, words: w.words.subarray(r * 4, r * 4 + 4), scales: w.scales.subarray(r, r + 1), biases: w.biases.subarray(r, r + 1) };
+      expect(got[r]).toBe(naive(row, x, 1)[0]!);
+    }
+  });
+
+  test("a buffer too small is refused before any work", () => {
+    const b = new CpuBackend(), w = b.uploadQ1(exactQ1(new Rng(1), 8, 128));
+    expect(() => b.matmul(b.alloc(7), b.alloc(128), w, 1)).toThrow(/out holds 7 values but 8 are needed/);
+    expect(() => b.matmul(b.alloc(8), b.alloc(127), w, 1)).toThrow(/x holds 127/);
+  });
+});
