@@ -4,6 +4,7 @@
 import { generateSteps, type GenerateOptions, type GenerationStats, type Step } from "../generate.ts";
 import type { Model } from "../index.ts";
 import type { ServerState } from "./state.ts";
+import { setImmediate as tick } from "node:timers/promises";
 
 const ABORTED: GenerationStats = {
   promptTokens: 0, generatedTokens: 0, finishReason: "abort", text: "", ttftMs: 0, promptTps: 0, generationTps: 0, peakMemoryBytes: 0,
@@ -34,6 +35,9 @@ async function* run(
   try {
     const steps = generateSteps(model.model, model.tokenizer, ids, opts);
     for (;;) {
+      // A CPU forward never leaves the microtask queue; yield to the event loop before each step so
+      // sockets flush, keep-alives fire, disconnects are seen and new requests are admitted.
+      await tick();
       const r = await steps.next();
       if (r.done) {
         state.metrics.generation(r.value);

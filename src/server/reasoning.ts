@@ -10,6 +10,7 @@ export class ReasoningSplitter {
   private state: "start" | "thinking" | "answer" = "start";
   private held = ""; // text not yet assigned to either side
   private trimAnswer = false; // drop the newlines that follow </think>
+  private trimReasoning = false; // drop the newline that follows <think>
 
   push(delta: string): Split {
     this.held += delta;
@@ -17,12 +18,17 @@ export class ReasoningSplitter {
     for (;;) {
       if (this.state === "start") {
         const t = this.held.trimStart();
-        if (t.startsWith(OPEN)) { this.held = t.slice(OPEN.length).replace(/^\n/, ""); this.state = "thinking"; continue; }
+        if (t.startsWith(OPEN)) { this.held = t.slice(OPEN.length); this.state = "thinking"; this.trimReasoning = true; continue; }
         if (t.length === 0 || OPEN.startsWith(t)) return out; // maybe the start of <think>
         this.state = "answer";
         continue;
       }
       if (this.state === "thinking") {
+        if (this.trimReasoning) {
+          this.held = this.held.replace(/^\n+/, "");
+          if (this.held.length === 0) return out;
+          this.trimReasoning = false;
+        }
         const i = this.held.indexOf(CLOSE);
         if (i >= 0) {
           out.reasoning += this.held.slice(0, i).replace(/\n+$/, "");
