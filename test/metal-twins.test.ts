@@ -1,0 +1,68 @@
+// Every metal/*.ts kernel file against its cuda/*.ts twin (same file name): the same exports, the same
+// geometry constants, the same kernel names, and the same kernel parameters in the same order
+// (CUDA parameter i = Metal [[buffer(i)]], same name). Text checks only; they run everywhere.
+
+import { describe, expect, test } from "bun:test";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { cudaKernels, kernelFilesOf, mslKernels, type KernelSig } from "../metal/stub/parse.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const tsFiles = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".ts")).sort() : []);
+const metalFiles = tsFiles(join(ROOT, "metal"));
+const cudaFiles = tsFiles(join(ROOT, "cuda"));
+
+// Kernel arguments that only one dialect spells as parameters: Metal's thread-position builtins.
+const argsOf = (k: KernelSig) => k.params.filter((p) => p.attrs.length === 0 || p.bufferIndex !== null);
+
+/** Helper function and macro names a COMMON prelude defines. */
+function preludeNames(src: string): string[] {
+  const fns = [...src.matchAll(/(?:__forceinline__|\binline)\s+[\w:<>]+\s+(\w+)\s*\(/g)].map((m) => m[1]!);
+  const defs = [...src.matchAll(/^#define\s+(\w+)/gm)].map((m) => m[1]!);
+  return [...fns, ...defs].sort();
+}
+
+describe("Metal kernels twin the CUDA kernels", () => {
+  const missingMetal = cudaFiles.filter((f) => !metalFiles.includes(f));
+  test("CUDA kernel files without a Metal twin (reported, not failed)", () => {
+    if (missingMetal.length) console.log(`metal-twins: no Metal twin yet for cuda/${missingMetal.join(", cuda/")}`);
+    expect(true).toBe(true);
+  });
+
+  for (const f of metalFiles) {
+    const hasCuda = cudaFiles.includes(f);
+    if (!hasCuda) console.log(`metal-twins: skipping metal/${f}: cuda/${f} does not exist (yet)`);
+
+    test.skipIf(!hasCuda)(`${f}: same exports and constants as cuda/${f}`, async () => {
+      const m = (await import(join(ROOT, "metal", f))) as Record<string, unknown>;
+      const c = (await import(join(ROOT, "cuda", f))) as Record<string, unknown>;
+      expect(Object.keys(m).sort()).toEqual(Object.keys(c).sort());
+      for (const [k, v] of Object.entries(c)) if (typeof v === "number") expect([k, m[k]]).toEqual([k, v]);
+      if (typeof c.COMMON === "string" && typeof m.COMMON === "string") {
+        const have = new Set(preludeNames(m.COMMON));
+        for (const n of preludeNames(c.COMMON)) expect(have.has(n) ? "" : `COMMON lacks ${n}`).toBe("");
+      }
+    });
+
+    test.skipIf(!hasCuda)(`${f}: same kernels with the same parameters as cuda/${f}`, async () => {
+      const m = kernelFilesOf((await import(join(ROOT, "metal", f))) as Record<string, unknown>);
+      const c = kernelFilesOf((await import(join(ROOT, "cuda", f))) as Record<string, unknown>);
+      expect([...m.keys()].sort()).toEqual([...c.keys()].sort());
+      for (const [name, ck] of c) {
+        const mk = m.get(name)!;
+        expect(mk.file).toBe(ck.file);
+        expect([...mk.kernels].sort()).toEqual([...ck.kernels].sort());
+        const mSigs = mslKernels(mk.source), cSigs = cudaKernels(ck.source);
+        // the declared kernel list is what the source defines, in both dialects
+        expect(mSigs.map((k) => k.name).sort()).toEqual([...mk.kernels].sort());
+        expect(cSigs.map((k) => k.name).sort()).toEqual([...ck.kernels].sort());
+        for (const cs of cSigs) {
+          const ms = mSigs.find((k) => k.name === cs.name)!;
+          const margs = argsOf(ms);
+          expect(margs.map((p) => p.name)).toEqual(cs.params.map((p) => p.name));
+          expect(margs.map((p) => p.bufferIndex)).toEqual(margs.map((_, i) => i));
+        }
+      }
+    });
+  }
+});
