@@ -38,7 +38,8 @@ async function solo(prompt: ChatMessage[] | string, opts: GenerateOptions): Prom
   for (;;) { const r = await g.next(); if (r.done) return r.value.text; }
 }
 
-const user = (content: string): ChatMessage[] => [{ role: "user", content }];
+const user = (content: string) => [{ role: "user" as const, content }];
+type ErrorBody = { error: { message: string; type: string; param: string | null; code: string | null } };
 
 async function metric(s: RunningServer, line: string): Promise<number> {
   const text = await (await fetch(`${s.url}/metrics`)).text();
@@ -177,7 +178,7 @@ describe("server: concurrency and cancellation", () => {
     expect(b.status).toBe(200);
     const c = await post({ messages: user("third"), max_tokens: 3 });
     expect(c.status).toBe(503);
-    expect((await c.json()).error.code).toBe("server_busy");
+    expect(((await c.json()) as ErrorBody).error.code).toBe("server_busy");
     await Bun.sleep(150); // b sits in the queue past a few keep-alive intervals
     long.abort();
     const text = await b.text();
@@ -226,7 +227,7 @@ describe("server: client errors in OpenAI shape", () => {
     test(`${name} -> ${status}`, async () => {
       const r = await send();
       expect(r.status).toBe(status);
-      const body = await r.json();
+      const body = (await r.json()) as ErrorBody;
       expect(Object.keys(body)).toEqual(["error"]);
       expect(typeof body.error.message).toBe("string");
       expect(body.error.message).not.toContain("    at "); // no stack trace
@@ -237,7 +238,7 @@ describe("server: client errors in OpenAI shape", () => {
   }
 
   test("the context error names the token counts", async () => {
-    const body = await (await raw("/v1/completions", { prompt: "word ".repeat(400) })).json();
+    const body = (await (await raw("/v1/completions", { prompt: "word ".repeat(400) })).json()) as ErrorBody;
     expect(body.error.message).toMatch(/context holds 256 tokens, but the prompt has \d{3} tokens/);
     expect(body.error.code).toBe("context_length_exceeded");
   });
@@ -259,7 +260,7 @@ describe("server: client errors in OpenAI shape", () => {
       expect((await fetch(`${s.url}/health`)).status).toBe(503);
       const r = await fetch(`${s.url}/v1/completions`, { method: "POST", body: JSON.stringify({ prompt: "x" }) });
       expect(r.status).toBe(503);
-      expect((await r.json()).error.code).toBe("model_loading");
+      expect(((await r.json()) as ErrorBody).error.code).toBe("model_loading");
     } finally {
       await s.stop();
     }

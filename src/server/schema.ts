@@ -85,13 +85,14 @@ export function parse<T extends z.ZodTypeAny>(schema: T, body: unknown): z.infer
 const unsupported = (param: string, why: string) => new ApiError(400, `${param}: ${why} is not supported by this server`, param, "unsupported_parameter");
 
 /** Refuses what would change the meaning of a request we cannot honour. */
-export function checkSupported(r: ChatRequest | CompletionRequest): void {
+export function checkSupported(req: ChatRequest | CompletionRequest): void {
+  const r = req as { n?: number; tools?: unknown[]; functions?: unknown[]; tool_choice?: unknown; response_format?: { type: string }; best_of?: number; echo?: boolean; suffix?: string };
   if (r.n !== undefined && r.n > 1) throw unsupported("n", "n > 1 (several choices)");
-  if ("tools" in r && r.tools && r.tools.length > 0) throw unsupported("tools", "tool calling");
-  if ("functions" in r && r.functions && r.functions.length > 0) throw unsupported("functions", "function calling");
-  if ("tool_choice" in r && r.tool_choice !== undefined && r.tool_choice !== "none") throw unsupported("tool_choice", "tool calling");
-  if ("response_format" in r && r.response_format && r.response_format.type !== "text") throw unsupported("response_format", `response_format "${r.response_format.type}"`);
-  if ("best_of" in r && r.best_of !== undefined && r.best_of > 1) throw unsupported("best_of", "best_of > 1");
-  if ("echo" in r && r.echo) throw unsupported("echo", "echo");
-  if ("suffix" in r && r.suffix) throw unsupported("suffix", "suffix (fill in the middle)");
+  if (r.tools && r.tools.length > 0) throw unsupported("tools", "tool calling");
+  if (r.functions && r.functions.length > 0) throw unsupported("functions", "function calling");
+  if (r.tool_choice !== undefined && r.tool_choice !== "none") throw unsupported("tool_choice", "tool calling");
+  if (r.response_format && r.response_format.type !== "text") throw unsupported("response_format", `response_format "${r.response_format.type}"`);
+  if (r.best_of !== undefined && r.best_of > 1) throw unsupported("best_of", "best_of > 1");
+  if (r.echo) throw unsupported("echo", "echo");
+  if (r.suffix) throw unsupported("suffix", "suffix (fill in the middle)");
 }

@@ -39,7 +39,7 @@ export function startServer(o: StartOptions): RunningServer {
     hostname: o.host ?? DEFAULTS.host,
     port: o.port ?? DEFAULTS.port,
     idleTimeout: 60, // idle keep-alive connections; generations lift it per request below
-    maxRequestBodySize: Math.max(state.opts.bodyLimit * 4, 1 << 20), // our own 413 check runs first below this
+    maxRequestBodySize: Math.max(state.opts.bodyLimit * 4, 64 << 20), // Bun refuses beyond this in its own shape; below it our 413 answers
     fetch(req, srv) {
       // A generation may run for minutes without a byte (a non-streamed answer): never time it out.
       if (req.method === "POST") srv.timeout(req, 0);
