@@ -138,6 +138,16 @@ describe("server: endpoints through the openai client", () => {
     expect(Object.keys(l.top_logprobs![0]!).length).toBeLessThanOrEqual(2);
     expect(l.text_offset![0]).toBe(0);
   });
+  test("content-part arrays, developer role, and enable_thinking reach the chat template", async () => {
+    const post = async (body: object) => (await (await fetch(`${main.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ max_tokens: 1, temperature: 0, ...body }) })).json()) as { usage: { prompt_tokens: number } };
+    const plain = await post({ messages: user("Hi there") });
+    const parts = await post({ messages: [{ role: "user", content: [{ type: "text", text: "Hi " }, { type: "text", text: "there" }] }] });
+    expect(parts.usage.prompt_tokens).toBe(plain.usage.prompt_tokens);
+    const noThink = await post({ messages: user("Hi there"), chat_template_kwargs: { enable_thinking: false } });
+    expect(noThink.usage.prompt_tokens).toBeGreaterThan(plain.usage.prompt_tokens); // the empty <think></think> block
+    const dev = await post({ messages: [{ role: "developer", content: "Be brief." }, ...user("Hi there")] });
+    expect(dev.usage.prompt_tokens).toBeGreaterThan(plain.usage.prompt_tokens);
+  });
 });
 
 describe("server: concurrency and cancellation", () => {
