@@ -10,6 +10,7 @@
 // - Dims are passed explicitly so a backend can validate every buffer before an FFI call.
 
 import type { Q1Host } from "../quant/q1.ts";
+import type { SamplingParams } from "./gpu-sample.ts";
 
 /** A buffer of f32 values on the backend's device. CPU: backed by a Float32Array. */
 export interface Buf {
@@ -87,6 +88,22 @@ export interface Backend {
   swiglu(out: Buf, gate: Buf, up: Buf, n: number): void;
   /** out[n] = a[n] + b[n]. out may equal a. */
   add(out: Buf, a: Buf, b: Buf, n: number): void;
+
+  // ---- optional fast paths (GPU backends); callers fall back when absent ----------------------
+  /**
+   * Draws a token from logits[n] on the device, so only the id crosses to the host.
+   * Same definition as `sampleHost` in ./gpu-sample.ts; `rand` is a uniform [0, 1) value from the caller.
+   */
+  sampleToken?(logits: Buf, n: number, params: SamplingParams, rand: number): Promise<number>;
+  /**
+   * Runs the launches `record` enqueues. A backend may capture them once per `key` (a CUDA graph)
+   * and replay them on later calls without calling `record` again, so `record` must read every
+   * per-step value from `setStep` and use the same buffers each time.
+   */
+  replayable?(key: object, record: () => void): void;
+  /** Kernel variants a test or benchmark may switch between, e.g. { matvec: ["fast", "legacy"] }. */
+  readonly kernelVariants?: Readonly<Record<string, readonly string[]>>;
+  setKernelVariant?(op: string, variant: string): void;
 
   /** Frees everything this backend allocated. */
   dispose(): void;

@@ -13,6 +13,7 @@ import type { AttnShape, Backend, Buf, KVCache, Q1Weight, RopeSpec } from "../ba
 import type { Checkpoint } from "../io/checkpoint.ts";
 import type { ModelConfig } from "../io/config.ts";
 import { ropeSpec } from "./rope.ts";
+import { sampleHost, type SamplingParams } from "../backend/gpu-sample.ts";
 
 interface Layer {
   inputNorm: Buf; postNorm: Buf; qNorm: Buf; kNorm: Buf;
@@ -123,9 +124,19 @@ export class Qwen3 {
 
   /** Embedding and every transformer block for T tokens at positions session.pos .. +T-1. */
   private layersPass(session: Session, tokens: Int32Array): void {
-    const b = this.backend, c = this.config, T = tokens.length, H = c.hiddenSize;
-    const { x, h, tmp, q, k, v, att, g, u } = this;
+    const b = this.backend, T = tokens.length;
     b.setStep(session.pos, tokens);
+    // A decode step (T = 1) is the same launches every time: a GPU backend may capture and replay it.
+    const body = () => this.blocks(session, T);
+    if (T === 1 && b.replayable) b.replayable(session.kv, body);
+    else body();
+    session.pos += T;
+  }
+
+  /** The launches of layersPass after setStep (reads position and tokens from the step only). */
+  private blocks(session: Session, T: number): void {
+    const b = this.backend, c = this.config, H = c.hiddenSize;
+    const { x, h, tmp, q, k, v, att, g, u } = this;
     b.embed(x, this.embed); // x[T, H]
     this.layers.forEach((L, i) => {
       b.rmsnorm(h, x, L.inputNorm, T, H, c.rmsNormEps);
@@ -143,7 +154,6 @@ export class Qwen3 {
       b.matmul(tmp, g, L.down, T); // tmp[T, H]
       b.add(x, x, tmp, T * H);
     });
-    session.pos += T;
   }
 
   /** logits[rows, vocab] = rmsnorm(xs) Wlm, into logitsBuf. */
@@ -151,6 +161,28 @@ export class Qwen3 {
     const b = this.backend, H = this.config.hiddenSize;
     b.rmsnorm(this.h, xs, this.norm, rows, H, this.config.rmsNormEps);
     b.matmul(this.logitsBuf, this.h, this.lmHead, rows);
+  }
+
+  /**
+   * Feeds one token and returns the next, sampled on the device when the backend can (only the id
+   * crosses to the host), else on the host with the same definition (src/backend/gpu-sample.ts).
+   */
+  async nextToken(session: Session, id: number, params: SamplingParams, rand = 0): Promise<number> {
+    const b = this.backend, V = this.config.vocabSize;
+    if (!b.sampleToken) return sampleHost(await this.forward(session, [id]), params, rand);
+    const prev = this.busy;
+    let done!: () => void;
+    this.busy = new Promise((r) => (done = r));
+    await prev;
+    try {
+      if (session.pos + 1 > session.ctx) throw new ContextError(`context full: ${session.pos} tokens held + 1 new > context size ${session.ctx}`);
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`nextToken: token id ${id} is outside the vocabulary (0..${V - 1})`);
+      this.layersPass(session, Int32Array.of(id));
+      this.head(b.slice(this.x, 0, this.config.hiddenSize), 1);
+      return await b.sampleToken(this.logitsBuf, V, params, rand);
+    } finally {
+      done();
+    }
   }
 
   dispose(): void { this.backend.dispose(); }

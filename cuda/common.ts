@@ -1,0 +1,53 @@
+// Helpers prepended to every CUDA kernel file. No #include: NVRTC compiles these without headers.
+//
+// Conventions shared by every kernel (and by their Metal twins in metal/):
+// - Activations are f32 and every sum accumulates in f32.
+// - 1-bit weights stay packed on the GPU: words u32 [N, K/32] (column 32c+j = bit j of word c),
+//   scales and biases f16 [N, K/128]; w = scale * bit + bias.
+// - The KV cache is f16: [layer][ctx][nKv][headDim] for k and for v.
+// - Per-step values live in device memory, the "step" buffer written by setStep:
+//   step[0] = first position of this step, step[1] = T (tokens this step), step[4 + t] = token id t.
+//   Kernels read them there, so a captured CUDA graph replays a decode step unchanged.
+
+export const COMMON = /* cuda */ `
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned long long u64;
+#define STEP_POS 0
+#define STEP_T 1
+#define STEP_TOKENS 4
+#define FULL_MASK 0xffffffffu
+#define NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ float h2f(u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+__device__ __forceinline__ u16 f2h(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+  #pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  #pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+  return v;
+}
+// Sum over the whole block (blockDim.x a multiple of 32); every thread gets the result.
+// sh: 32 floats of shared memory.
+__device__ __forceinline__ float block_sum(float v, float* sh) {
+  v = warp_sum(v);
+  const int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
+  __syncthreads();
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  v = l < nw ? sh[l] : 0.f;
+  return warp_sum(v);
+}
+`;
+
+/** One kernel file: its name (shared with metal/), CUDA C source, and the kernels it defines. */
+export interface KernelFile {
+  file: string;
+  kernels: readonly string[];
+  source: string;
+}

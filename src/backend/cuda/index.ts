@@ -1,0 +1,414 @@
+// The CUDA backend: bun:ffi to the driver API, kernels compiled by NVRTC from cuda/*.ts.
+//
+// - Weights stay packed on the GPU (1.25 bpw): words u32 [N, K/32], scales and biases f16 [N, K/128].
+// - Activations are f32; every kernel sums in f32.
+// - The KV cache is f16, preallocated per sequence: [layer][ctx][nKv][headDim] for k and for v.
+// - Per-step values (position, T, token ids) live in a device "step" buffer written by setStep, so a
+//   decode step is a fixed sequence of launches that `replayable` captures once as a CUDA graph.
+// - Every op validates ownership and sizes here, in TypeScript, before any FFI call: a bad device
+//   pointer would kill the process instead of throwing.
+// - All work goes to one non-blocking stream; `read` and `sampleToken` are the only waits.
+
+import { needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
+import type { SamplingParams } from "../gpu-sample.ts";
+import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
+import { fmtBytes, type Cuda } from "../../../ffi/cuda.ts";
+import type { KernelFile } from "../../../cuda/common.ts";
+import { qmv_q1_f32, QMV_ROWS, QMV_WARPS } from "../../../cuda/qmv_q1_f32.ts";
+import { qmv_q1_f32_legacy } from "../../../cuda/qmv_q1_f32_legacy.ts";
+import { qmm_q1_f32 } from "../../../cuda/qmm_q1_f32.ts";
+import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
+import { rmsnorm_f32 } from "../../../cuda/rmsnorm_f32.ts";
+import { elementwise_f32 } from "../../../cuda/elementwise_f32.ts";
+import { qk_norm_rope_append_f32 } from "../../../cuda/qk_norm_rope_append_f32.ts";
+import { attention_f32, ATT_CHUNK } from "../../../cuda/attention_f32.ts";
+import { sample_f32 } from "../../../cuda/sample_f32.ts";
+import { cubinFor, type CompileStats } from "./compile.ts";
+import { Kernel, type Sig } from "./kernel.ts";
+import { cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
+
+export { cudaUnavailableReason };
+
+/** Kernel name -> argument signature (p = device pointer, i = int32, f = float32). */
+const SIGS: Record<string, Sig> = {
+  qmv_q1_f32: "pppppii",
+  qmv_q1_f32_legacy: "pppppii",
+  qmm_q1_f32: "pppppiii",
+  embed_q1_f32: "pppppi",
+  rmsnorm_f32: "pppif",
+  swiglu_f32: "pppi",
+  add_f32: "pppi",
+  qk_norm_rope_append_f32: "ppppppppppiiiff",
+  attention_partial_f32: "pppppiiii",
+  attention_combine_f32: "pppiii",
+  argmax_f32: "pip",
+  sample_topk_topp_f32: "piifffp",
+};
+const FILES: KernelFile[] = [qmv_q1_f32, qmv_q1_f32_legacy, qmm_q1_f32, embed_q1_f32, rmsnorm_f32, elementwise_f32, qk_norm_rope_append_f32, attention_f32, sample_f32];
+
+/** One cuMemAlloc. Views (slices) point into it; freeing marks it dead so stale views throw. */
+class Alloc {
+  freed = false;
+  constructor(readonly ptr: bigint, readonly bytes: number) {}
+}
+
+class CudaBuf implements Buf {
+  constructor(readonly owner: CudaBackend, readonly alloc: Alloc, readonly ptr: bigint, readonly length: number) {}
+}
+
+class CudaQ1 implements Q1Weight {
+  constructor(readonly owner: CudaBackend, readonly rows: number, readonly cols: number,
+    readonly words: Alloc, readonly scales: Alloc, readonly biases: Alloc) {}
+}
+
+class CudaKV implements KVCache {
+  constructor(readonly owner: CudaBackend, readonly layers: number, readonly ctx: number, readonly nKvHeads: number,
+    readonly headDim: number, readonly mem: Alloc) {}
+  /** bytes of one layer's k (or v) cache */
+  get layerBytes(): number { return this.ctx * this.nKvHeads * this.headDim * 2; }
+  k(layer: number): bigint { return this.mem.ptr + BigInt(2 * layer * this.layerBytes); }
+  v(layer: number): bigint { return this.mem.ptr + BigInt((2 * layer + 1) * this.layerBytes); }
+}
+
+const ceil = (a: number, b: number) => Math.ceil(a / b);
+
+export class CudaBackend implements Backend {
+  readonly name = "cuda" as const;
+  readonly device: string;
+  readonly info: DeviceInfo;
+  readonly cu: Cuda;
+  readonly stream: bigint;
+  readonly compileStats: CompileStats = { compiled: 0, cached: 0, ms: 0 };
+  readonly kernelVariants = { matvec: ["fast", "legacy"] } as const;
+  private matvecVariant: "fast" | "legacy";
+  private readonly ctx: bigint;
+  private readonly modules: bigint[] = [];
+  private readonly k: Record<string, Kernel> = {};
+  private readonly allocs = new Set<Alloc>();
+  private bytesLive = 0;
+  private bytesPeak = 0;
+  // step state: host copy (for validation) and the device buffer kernels read
+  private pos = 0;
+  private tokens = new Int32Array(0);
+  private stepCap = 0;
+  private stepDev!: Alloc;
+  private stepHost = new Int32Array(0);
+  private partials: Alloc | null = null; // attention partials, grown on demand
+  private readonly retired: Alloc[] = []; // outgrown buffers a captured graph may still name
+  private readonly ropeTables = new WeakMap<RopeSpec, Alloc>();
+  private readonly scratch: Alloc; // 16 bytes: argmax key (u64) and sampled token (u32)
+  private readonly tokenHost = new Uint32Array(2);
+  private readonly graphs = new Map<object, { graph: bigint; exec: bigint }>();
+  private capturing = false;
+  private disposed = false;
+
+  constructor() {
+    const rt = cudaRuntime();
+    this.cu = rt.cu;
+    this.info = rt.dev;
+    this.device = `${rt.dev.name} (${rt.dev.arch}, ${rt.dev.sms} SMs, ${fmtBytes(rt.dev.totalMem)})`;
+    this.ctx = this.cu.retainPrimaryContext(rt.dev.handle);
+    this.cu.setCurrent(this.ctx);
+    this.stream = this.cu.createStream();
+    for (const kf of FILES) {
+      const mod = this.cu.loadModule(cubinFor(rt.nvrtc, kf, rt.dev.arch, this.compileStats));
+      this.modules.push(mod);
+      for (const name of kf.kernels) {
+        const sig = SIGS[name];
+        if (!sig) throw new Error(`cuda backend: no argument signature for kernel ${name}`);
+        this.k[name] = new Kernel(this.cu, this.cu.getFunction(mod, name), name, sig);
+      }
+    }
+    const env = process.env.BUNSAI_QMV_KERNEL;
+    if (env !== undefined && env !== "legacy" && env !== "fast") throw new Error(`BUNSAI_QMV_KERNEL must be "fast" or "legacy", got "${env}"`);
+    this.matvecVariant = env === "legacy" ? "legacy" : "fast";
+    this.growStep(4096);
+    this.scratch = this.rawAlloc(16);
+  }
+
+  // ---- memory -----------------------------------------------------------------------------------
+  private rawAlloc(bytes: number): Alloc {
+    this.live();
+    const a = new Alloc(this.cu.alloc(Math.max(16, bytes)), Math.max(16, bytes));
+    this.allocs.add(a);
+    this.bytesLive += a.bytes;
+    this.bytesPeak = Math.max(this.bytesPeak, this.bytesLive);
+    return a;
+  }
+  private rawFree(a: Alloc): void {
+    if (a.freed) return;
+    a.freed = true;
+    this.allocs.delete(a);
+    this.bytesLive -= a.bytes;
+    this.cu.free(a.ptr);
+  }
+  /** Bytes this backend holds now and at most, and the device's free memory. */
+  memoryStats(): { live: number; peak: number; deviceFree: number; deviceTotal: number } {
+    const { free, total } = this.cu.memInfo();
+    return { live: this.bytesLive, peak: this.bytesPeak, deviceFree: free, deviceTotal: total };
+  }
+
+  alloc(length: number): Buf {
+    if (!Number.isInteger(length) || length < 0) throw new Error(`alloc: bad length ${length}`);
+    const a = this.rawAlloc(4 * length);
+    return new CudaBuf(this, a, a.ptr, length);
+  }
+  upload(data: Float32Array): Buf {
+    const b = this.alloc(data.length) as CudaBuf;
+    this.cu.htod(b.ptr, data);
+    return b;
+  }
+  slice(buf: Buf, offset: number, length: number): Buf {
+    const b = this.buf("slice", buf);
+    if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0) throw new Error(`slice: bad range ${offset}+${length}`);
+    needLen("slice", "buffer", buf, offset + length);
+    return new CudaBuf(this, b.alloc, b.ptr + BigInt(4 * offset), length);
+  }
+  uploadQ1(w: Q1Host): Q1Weight {
+    checkQ1Shape(w.rows, w.cols);
+    const nw = w.rows * (w.cols / 32), ng = w.rows * (w.cols / 128);
+    if (w.words.length !== nw || w.scales.length !== ng || w.biases.length !== ng) {
+      throw new Error(`uploadQ1: [${w.rows}, ${w.cols}] needs ${nw} words and ${ng} scales/biases, got ${w.words.length}/${w.scales.length}/${w.biases.length}`);
+    }
+    const words = this.rawAlloc(4 * nw), scales = this.rawAlloc(2 * ng), biases = this.rawAlloc(2 * ng);
+    this.cu.htod(words.ptr, w.words);
+    this.cu.htod(scales.ptr, w.scales);
+    this.cu.htod(biases.ptr, w.biases);
+    return new CudaQ1(this, w.rows, w.cols, words, scales, biases);
+  }
+  allocKV(layers: number, ctx: number, nKvHeads: number, headDim: number): KVCache {
+    for (const [n, v] of Object.entries({ layers, ctx, nKvHeads, headDim })) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`allocKV: ${n} must be a positive integer, got ${v}`);
+    }
+    const mem = this.rawAlloc(2 * layers * ctx * nKvHeads * headDim * 2);
+    this.cu.memsetD8Async(mem.ptr, 0, mem.bytes, this.stream);
+    return new CudaKV(this, layers, ctx, nKvHeads, headDim, mem);
+  }
+  async read(buf: Buf): Promise<Float32Array> {
+    const b = this.buf("read", buf);
+    const out = new Float32Array(b.length);
+    this.cu.dtohAsync(out, b.ptr, this.stream);
+    this.cu.streamSync(this.stream);
+    return out;
+  }
+
+  // ---- ownership checks ---------------------------------------------------------------------------
+  private live(): void { if (this.disposed) throw new Error("cuda backend: used after dispose()"); }
+  private buf(op: string, b: Buf): CudaBuf {
+    this.live();
+    if (!(b instanceof CudaBuf) || b.owner !== this) throw new Error(`${op}: buffer belongs to another backend`);
+    if (b.alloc.freed) throw new Error(`${op}: buffer was freed`);
+    return b;
+  }
+  private q1(op: string, w: Q1Weight): CudaQ1 {
+    this.live();
+    if (!(w instanceof CudaQ1) || w.owner !== this) throw new Error(`${op}: weight belongs to another backend`);
+    if (w.words.freed) throw new Error(`${op}: weight was freed`);
+    return w;
+  }
+  private kv(op: string, c: KVCache, layer: number, shape: AttnShape): CudaKV {
+    this.live();
+    if (!(c instanceof CudaKV) || c.owner !== this) throw new Error(`${op}: KV cache belongs to another backend`);
+    if (!Number.isInteger(layer) || layer < 0 || layer >= c.layers) throw new Error(`${op}: layer ${layer} outside 0..${c.layers - 1}`);
+    if (shape.nKvHeads !== c.nKvHeads || shape.headDim !== c.headDim) throw new Error(`${op}: cache is [${c.nKvHeads} kv heads, ${c.headDim}] but the shape says [${shape.nKvHeads}, ${shape.headDim}]`);
+    const { nHeads, nKvHeads, headDim } = shape;
+    if (!(nHeads % nKvHeads === 0) || headDim % 64 !== 0 || headDim > 256) {
+      throw new Error(`${op}: unsupported shape (heads ${nHeads} must be a multiple of kv heads ${nKvHeads}; headDim ${headDim} a multiple of 64, at most 256)`);
+    }
+    return c;
+  }
+  private noOverlap(op: string, a: CudaBuf, an: number, b: CudaBuf, bn: number): void {
+    const a0 = a.ptr, a1 = a.ptr + BigInt(4 * an), b0 = b.ptr, b1 = b.ptr + BigInt(4 * bn);
+    if (a0 < b1 && b0 < a1) throw new Error(`${op}: output overlaps the input`);
+  }
+  private int(op: string, what: string, v: number, min = 1): void {
+    if (!Number.isInteger(v) || v < min || v >= 2 ** 31) throw new Error(`${op}: ${what} must be an integer >= ${min}, got ${v}`);
+  }
+
+  // ---- per step ---------------------------------------------------------------------------------
+  private growStep(T: number): void {
+    if (this.capturing) throw new Error("setStep: cannot grow the step buffer while capturing");
+    if (this.stepCap) { this.retired.push(this.stepDev); this.invalidateGraphs(); }
+    this.stepCap = Math.max(T, 2 * this.stepCap);
+    this.stepDev = this.rawAlloc(4 * (4 + this.stepCap));
+    this.stepHost = new Int32Array(4 + this.stepCap);
+  }
+  setStep(pos: number, tokens: Int32Array): void {
+    this.live();
+    if (!Number.isInteger(pos) || pos < 0 || pos >= 2 ** 31) throw new Error(`setStep: bad position ${pos}`);
+    if (tokens.length < 1) throw new Error("setStep: no tokens");
+    if (tokens.length > this.stepCap) this.growStep(tokens.length);
+    this.pos = pos;
+    this.tokens = Int32Array.from(tokens);
+    const h = this.stepHost;
+    h[0] = pos; h[1] = tokens.length;
+    h.set(tokens, 4);
+    // pageable source: the driver stages it before returning, so the host array may change after
+    this.cu.htodAsync(this.stepDev.ptr, h.subarray(0, 4 + tokens.length), this.stream);
+  }
+  private get T(): number { return this.tokens.length; }
+
+  // ---- ops --------------------------------------------------------------------------------------
+  embed(out: Buf, table: Q1Weight): void {
+    const o = this.buf("embed", out), t = this.q1("embed", table), T = this.T, K = t.cols;
+    if (T === 0) throw new Error("embed: call setStep first");
+    needLen("embed", "out", out, T * K);
+    for (let i = 0; i < T; i++) {
+      const id = this.tokens[i]!;
+      if (id < 0 || id >= t.rows) throw new Error(`embed: token id ${id} outside the vocabulary (0..${t.rows - 1})`);
+    }
+    this.k.embed_q1_f32!.launch([T, 1, 1], [256, 1, 1], 0, this.stream, t.words.ptr, t.scales.ptr, t.biases.ptr, this.stepDev.ptr, o.ptr, K);
+  }
+
+  rmsnorm(out: Buf, x: Buf, weight: Buf, rows: number, dim: number, eps: number): void {
+    const o = this.buf("rmsnorm", out), xb = this.buf("rmsnorm", x), w = this.buf("rmsnorm", weight);
+    this.int("rmsnorm", "rows", rows); this.int("rmsnorm", "dim", dim);
+    needLen("rmsnorm", "x", x, rows * dim); needLen("rmsnorm", "out", out, rows * dim); needLen("rmsnorm", "weight", weight, dim);
+    if (o.ptr !== xb.ptr) this.noOverlap("rmsnorm", o, rows * dim, xb, rows * dim);
+    this.k.rmsnorm_f32!.launch([rows, 1, 1], [256, 1, 1], 0, this.stream, xb.ptr, w.ptr, o.ptr, dim, eps);
+  }
+
+  matmul(out: Buf, x: Buf, w: Q1Weight, M: number): void {
+    const o = this.buf("matmul", out), xb = this.buf("matmul", x), q = this.q1("matmul", w);
+    this.int("matmul", "M", M);
+    needLen("matmul", "x", x, M * q.cols); needLen("matmul", "out", out, M * q.rows);
+    this.noOverlap("matmul", o, M * q.rows, xb, M * q.cols);
+    const N = q.rows, K = q.cols;
+    if (M === 1) {
+      const fast = this.matvecVariant === "fast" && xb.ptr % 16n === 0n;
+      if (fast) {
+        this.k.qmv_q1_f32!.launch([ceil(N, QMV_ROWS * QMV_WARPS), 1, 1], [32 * QMV_WARPS, 1, 1], 0, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xb.ptr, o.ptr, N, K);
+      } else {
+        this.k.qmv_q1_f32_legacy!.launch([ceil(N, 8), 1, 1], [256, 1, 1], 0, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xb.ptr, o.ptr, N, K);
+      }
+      return;
+    }
+    if (ceil(M, 64) > 65535) throw new Error(`matmul: M = ${M} too large`);
+    this.k.qmm_q1_f32!.launch([ceil(N, 64), ceil(M, 64), 1], [256, 1, 1], 0, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xb.ptr, o.ptr, M, N, K);
+  }
+
+  qkNormRopeAppend(
+    q: Buf, k: Buf, v: Buf, qNorm: Buf, kNorm: Buf, eps: number,
+    rope: RopeSpec, shape: AttnShape, cache: KVCache, layer: number, T: number,
+  ): void {
+    const op = "qkNormRopeAppend";
+    const c = this.kv(op, cache, layer, shape), { nHeads, nKvHeads, headDim: D } = shape;
+    const qb = this.buf(op, q), kb = this.buf(op, k), vb = this.buf(op, v), qn = this.buf(op, qNorm), kn = this.buf(op, kNorm);
+    this.int(op, "T", T);
+    if (T !== this.T) throw new Error(`${op}: T = ${T} but setStep gave ${this.T} tokens`);
+    needLen(op, "q", q, T * nHeads * D); needLen(op, "k", k, T * nKvHeads * D); needLen(op, "v", v, T * nKvHeads * D);
+    needLen(op, "qNorm", qNorm, D); needLen(op, "kNorm", kNorm, D);
+    if (rope.headDim !== D || rope.invFreq.length !== D / 2) throw new Error(`${op}: RoPE table is for headDim ${rope.headDim} (${rope.invFreq.length} freqs), shape has ${D}`);
+    if (this.pos + T > c.ctx) throw new Error(`context full: positions up to ${this.pos + T} but the KV cache holds ${c.ctx}`);
+    if (nHeads + nKvHeads > 65535) throw new Error(`${op}: too many heads`);
+    let inv = this.ropeTables.get(rope);
+    if (!inv) {
+      inv = this.rawAlloc(4 * rope.invFreq.length);
+      this.cu.htod(inv.ptr, rope.invFreq);
+      this.ropeTables.set(rope, inv);
+    }
+    this.k.qk_norm_rope_append_f32!.launch([T, nHeads + nKvHeads, 1], [D / 2, 1, 1], 0, this.stream,
+      qb.ptr, kb.ptr, vb.ptr, qn.ptr, kn.ptr, inv.ptr, c.k(layer), c.v(layer), this.stepDev.ptr, nHeads, nKvHeads, D, eps, rope.attentionFactor);
+  }
+
+  attention(out: Buf, q: Buf, shape: AttnShape, cache: KVCache, layer: number, T: number): void {
+    const op = "attention";
+    const c = this.kv(op, cache, layer, shape), { nHeads, headDim: D } = shape;
+    const o = this.buf(op, out), qb = this.buf(op, q);
+    this.int(op, "T", T);
+    if (T !== this.T) throw new Error(`${op}: T = ${T} but setStep gave ${this.T} tokens`);
+    if (T > 65535) throw new Error(`${op}: T = ${T} too large for one call`);
+    needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
+    this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
+    if (this.pos + T > c.ctx) throw new Error(`context full: positions up to ${this.pos + T} but the KV cache holds ${c.ctx}`);
+    const S = ceil(c.ctx, ATT_CHUNK);
+    const need = 4 * T * nHeads * S * (D + 2);
+    if (!this.partials || this.partials.bytes < need) {
+      if (this.partials) this.retired.push(this.partials); // a captured graph may still name it
+      this.partials = this.rawAlloc(need);
+    }
+    this.k.attention_partial_f32!.launch([S, nHeads, T], [128, 1, 1], 0, this.stream, qb.ptr, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S);
+    this.k.attention_combine_f32!.launch([nHeads, T, 1], [D, 1, 1], 0, this.stream, this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, D, S);
+  }
+
+  private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {
+    const o = this.buf(op, out), ab = this.buf(op, a), bb = this.buf(op, b);
+    this.int(op, "n", n);
+    needLen(op, "a", a, n); needLen(op, "b", b, n); needLen(op, "out", out, n);
+    const grid = Math.min(ceil(n, 256), 8 * this.info.sms);
+    this.k[kernel]!.launch([grid, 1, 1], [256, 1, 1], 0, this.stream, ab.ptr, bb.ptr, o.ptr, n);
+  }
+  swiglu(out: Buf, gate: Buf, up: Buf, n: number): void { this.elementwise("swiglu_f32", "swiglu", out, gate, up, n); }
+  add(out: Buf, a: Buf, b: Buf, n: number): void { this.elementwise("add_f32", "add", out, a, b, n); }
+
+  // ---- optional fast paths ----------------------------------------------------------------------
+  async sampleToken(logits: Buf, n: number, params: SamplingParams, rand: number): Promise<number> {
+    const l = this.buf("sampleToken", logits);
+    this.int("sampleToken", "n", n);
+    needLen("sampleToken", "logits", logits, n);
+    if (!(rand >= 0 && rand < 1)) throw new Error(`sampleToken: rand must be in [0, 1), got ${rand}`);
+    if (!(params.temperature > 0)) {
+      this.cu.memsetD32Async(this.scratch.ptr, 0, 2, this.stream);
+      this.k.argmax_f32!.launch([Math.min(ceil(n, 256), 2 * this.info.sms), 1, 1], [256, 1, 1], 0, this.stream, l.ptr, n, this.scratch.ptr);
+      this.cu.dtohAsync(this.tokenHost, this.scratch.ptr, this.stream);
+      this.cu.streamSync(this.stream);
+      return 0xffffffff - this.tokenHost[0]!; // low word of the key holds 0xffffffff - index
+    }
+    if (!Number.isInteger(params.topK) || params.topK < 0) throw new Error(`sampleToken: topK must be an integer >= 0, got ${params.topK}`);
+    if (!(params.topP > 0 && params.topP <= 1)) throw new Error(`sampleToken: topP must be in (0, 1], got ${params.topP}`);
+    const tok = this.scratch.ptr + 8n;
+    this.k.sample_topk_topp_f32!.launch([1, 1, 1], [1024, 1, 1], 0, this.stream, l.ptr, n, Math.min(params.topK, 2 ** 31 - 1), params.topP, Math.fround(1 / params.temperature), rand, tok);
+    this.cu.dtohAsync(this.tokenHost.subarray(0, 1), tok, this.stream);
+    this.cu.streamSync(this.stream);
+    return this.tokenHost[0]!;
+  }
+
+  replayable(key: object, record: () => void): void {
+    this.live();
+    if (process.env.BUNSAI_NO_GRAPH === "1" || this.capturing) return record();
+    const g = this.graphs.get(key);
+    if (g) return this.cu.graphLaunch(g.exec, this.stream);
+    this.capturing = true;
+    this.cu.beginCapture(this.stream);
+    let graph: bigint;
+    try {
+      record();
+    } catch (e) {
+      try { this.cu.graphDestroy(this.cu.endCapture(this.stream)); } catch { /* capture already broken */ }
+      throw e;
+    } finally {
+      this.capturing = false;
+    }
+    graph = this.cu.endCapture(this.stream);
+    const exec = this.cu.instantiate(graph);
+    this.graphs.set(key, { graph, exec });
+    this.cu.graphLaunch(exec, this.stream);
+  }
+  private invalidateGraphs(): void {
+    for (const g of this.graphs.values()) { this.cu.graphExecDestroy(g.exec); this.cu.graphDestroy(g.graph); }
+    this.graphs.clear();
+  }
+
+  setKernelVariant(op: string, variant: string): void {
+    if (op !== "matvec" || (variant !== "fast" && variant !== "legacy")) throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=fast|legacy`);
+    if (variant !== this.matvecVariant) this.invalidateGraphs();
+    this.matvecVariant = variant;
+  }
+
+  /** Waits for all enqueued work. */
+  sync(): void { this.cu.streamSync(this.stream); }
+
+  dispose(): void {
+    if (this.disposed) return;
+    try { this.cu.streamSync(this.stream); } catch { /* freeing anyway */ }
+    this.invalidateGraphs();
+    for (const a of [...this.allocs]) this.rawFree(a);
+    for (const m of this.modules) this.cu.unloadModule(m);
+    this.cu.destroyStream(this.stream);
+    this.disposed = true;
+  }
+}
+
+export async function createCudaBackend(): Promise<Backend> {
+  return new CudaBackend();
+}

@@ -1,0 +1,195 @@
+// Every GPU backend's ops against the CPU reference backend (the oracle), through the Backend
+// interface only, so the CUDA and Metal backends share this one suite. Each case names its shapes
+// and tolerance. Exact cases use small-integer activations and power-of-two scales/biases
+// (test/helpers.ts exactQ1), whose sums are exact in f32 in any order: there the GPU must match
+// bit for bit. A backend that is not available here skips with its reason printed once.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { AttnShape, Backend, Buf, RopeSpec } from "../src/backend/backend.ts";
+import { CpuBackend } from "../src/backend/cpu/index.ts";
+import { createBackend, unavailableReason } from "../src/backend/select.ts";
+import { sampleHost, type SamplingParams } from "../src/backend/gpu-sample.ts";
+import { parseConfig } from "../src/io/config.ts";
+import { configJson, PRESETS } from "../src/model/make.ts";
+import { ropeSpec } from "../src/model/rope.ts";
+import type { Q1Host } from "../src/quant/q1.ts";
+import { Rng } from "../src/util/rng.ts";
+import { exactQ1, maxAbsDiff, smallInts } from "./helpers.ts";
+
+const GPUS = ["cuda", "metal"] as const;
+const reasons = Object.fromEntries(await Promise.all(GPUS.map(async (n) => [n, await unavailableReason(n)] as const)));
+
+const floats = (rng: Rng, n: number, scale = 1) => Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale);
+const rope = (preset: string): RopeSpec => ropeSpec(parseConfig(configJson(PRESETS[preset]!)));
+
+for (const name of GPUS) {
+  const reason = reasons[name] ?? null;
+  if (reason !== null) console.log(`kernels.test: ${name} backend skipped: ${reason}`);
+  const t = test.skipIf(reason !== null);
+
+  describe(`${name} kernels vs CPU`, () => {
+    let gpu: Backend;
+    const cpu = new CpuBackend();
+    beforeAll(async () => { if (reason === null) gpu = await createBackend(name); });
+    afterAll(() => gpu?.dispose());
+
+    /** Runs `f` on both backends and returns [gpu, cpu] reads of the buffer it returns. */
+    async function both(f: (b: Backend) => Buf): Promise<[Float32Array, Float32Array]> {
+      const g = await gpu.read(f(gpu));
+      const c = await cpu.read(f(cpu));
+      return [g, c];
+    }
+
+    // ---- matvec (M = 1): exact, every variant ---------------------------------------------------
+    const mv: { N: number; K: number; affine?: boolean; why: string }[] = [
+      { N: 64, K: 640, why: "K < 2048, one partial lane pass" },
+      { N: 131, K: 1152, affine: true, why: "K = 1024 + 128, N % 4 = 3, affine biases" },
+      { N: 4098, K: 4096, why: "K = 4096, N % 4 = 2 (the LM-head tail)" },
+      { N: 258, K: 12288, affine: true, why: "K = 12288 (down projection), lanes loop 3 groups" },
+      { N: 151669, K: 4096, why: "LM head rows" },
+    ];
+    const variants = () => gpu?.kernelVariants?.matvec ?? ["default"];
+    for (const c of mv) {
+      t(`matvec ${c.N}x${c.K} (${c.why}): exact, all variants`, async () => {
+        const rng = new Rng(c.N * 7 + c.K);
+        const w: Q1Host = exactQ1(rng, c.N, c.K, c.affine);
+        const x = smallInts(rng, c.K);
+        const cw = cpu.uploadQ1(w), co = cpu.alloc(c.N);
+        cpu.matmul(co, cpu.upload(x), cw, 1);
+        const want = await cpu.read(co);
+        const gw = gpu.uploadQ1(w), gx = gpu.upload(x), go = gpu.alloc(c.N);
+        for (const v of variants()) {
+          gpu.setKernelVariant?.("matvec", v);
+          gpu.matmul(go, gx, gw, 1);
+          const got = await gpu.read(go);
+          expect([v, maxAbsDiff(got, want)]).toEqual([v, 0]);
+        }
+        gpu.setKernelVariant?.("matvec", variants()[0]!);
+      });
+    }
+
+    t("matvec 1000x4096 with random f32 x and Bonsai-style weights: rel error <= 1e-5", async () => {
+      const rng = new Rng(5), N = 1000, K = 4096;
+      const w = exactQ1(rng, N, K), x = floats(rng, K);
+      const [g, c] = await both((b) => { const o = b.alloc(N); b.matmul(o, b.upload(x), b.uploadQ1(w), 1); return o; });
+      const scale = Math.max(...Array.from(c, Math.abs));
+      expect(maxAbsDiff(g, c) / scale).toBeLessThanOrEqual(1e-5);
+    });
+
+    // ---- prefill matmul (M > 1): exact ---------------------------------------------------------
+    for (const [M, N, K] of [[2, 130, 640], [17, 67, 1152], [512, 130, 640]] as const) {
+      t(`matmul M=${M} N=${N} K=${K} (tails in M and N): exact`, async () => {
+        const rng = new Rng(M * 1000 + N);
+        const w = exactQ1(rng, N, K, true), x = smallInts(rng, M * K);
+        const [g, c] = await both((b) => { const o = b.alloc(M * N); b.matmul(o, b.upload(x), b.uploadQ1(w), M); return o; });
+        expect(maxAbsDiff(g, c)).toBe(0);
+      });
+    }
+
+    // ---- embedding, norms, elementwise ---------------------------------------------------------
+    t("embed 4 tokens from a 1000x640 table: exact", async () => {
+      const rng = new Rng(9), w = exactQ1(rng, 1000, 640, true), ids = Int32Array.from([0, 999, 5, 5]);
+      const [g, c] = await both((b) => { b.setStep(0, ids); const o = b.alloc(4 * 640); b.embed(o, b.uploadQ1(w)); return o; });
+      expect(maxAbsDiff(g, c)).toBe(0);
+    });
+
+    for (const dim of [640, 4096]) {
+      t(`rmsnorm 3x${dim}, in place: abs error <= 1e-5`, async () => {
+        const rng = new Rng(dim), x = floats(rng, 3 * dim, 3), w = floats(rng, dim);
+        const [g, c] = await both((b) => { const xb = b.upload(x); b.rmsnorm(xb, xb, b.upload(w), 3, dim, 1e-6); return xb; });
+        expect(maxAbsDiff(g, c)).toBeLessThanOrEqual(1e-5);
+      });
+    }
+
+    t("swiglu (abs error <= 1e-5) and add (exact), n = 1027", async () => {
+      const rng = new Rng(3), n = 1027, a = floats(rng, n, 8), u = floats(rng, n, 2);
+      const [g, c] = await both((b) => { const o = b.alloc(n); b.swiglu(o, b.upload(a), b.upload(u), n); return o; });
+      expect(maxAbsDiff(g, c)).toBeLessThanOrEqual(1e-5);
+      const [g2, c2] = await both((b) => { const o = b.upload(a); b.add(o, o, b.upload(u), n); return o; });
+      expect(maxAbsDiff(g2, c2)).toBe(0);
+    });
+
+    // ---- q/k norm + RoPE + KV append, attention --------------------------------------------------
+    // The GPU cache is f16 (the CPU's is f32), so attention outputs agree to ~1e-3: tolerance 5e-3 abs.
+    // q after norm + RoPE is f32 on both: tolerance 2e-5 abs (accurate cosf/sinf vs Math.cos/sin).
+    interface AttCase { name: string; shape: AttnShape; rope: RopeSpec; pos: number; T: number; ctx: number; fill?: number }
+    const small = { nHeads: 4, nKvHeads: 2, headDim: 64 }, big = { nHeads: 8, nKvHeads: 2, headDim: 128 };
+    const att: AttCase[] = [
+      { name: "decode, length 1", shape: small, rope: rope("tiny"), pos: 0, T: 1, ctx: 16 },
+      { name: "decode, length 7", shape: small, rope: rope("tiny"), pos: 6, T: 1, ctx: 16, fill: 6 },
+      { name: "decode, length 128", shape: big, rope: rope("1.7b"), pos: 127, T: 1, ctx: 256, fill: 127 },
+      { name: "decode, length 4097 (17 splits)", shape: big, rope: rope("1.7b"), pos: 4096, T: 1, ctx: 4200, fill: 4096 },
+      { name: "prefill T=7 at 0 (causal)", shape: small, rope: rope("tiny"), pos: 0, T: 7, ctx: 16 },
+      { name: "prefill T=128 at 0 (causal)", shape: big, rope: rope("1.7b"), pos: 0, T: 128, ctx: 300 },
+      { name: "prefill T=17 after 100", shape: big, rope: rope("8b"), pos: 100, T: 17, ctx: 300, fill: 100 },
+      { name: "YaRN decode at position 20004 (> 16384)", shape: big, rope: rope("8b"), pos: 20004, T: 1, ctx: 20010 },
+      { name: "YaRN prefill T=5 at 20000", shape: big, rope: rope("8b"), pos: 20000, T: 5, ctx: 20010 },
+    ];
+    for (const c of att) {
+      t(`qkNormRopeAppend + attention: ${c.name}`, async () => {
+        const rng = new Rng(c.pos * 31 + c.T), { nHeads, nKvHeads, headDim: D } = c.shape;
+        const qn = floats(rng, D, 1).map((v) => 1 + 0.25 * v), kn = floats(rng, D, 1).map((v) => 1 + 0.25 * v);
+        const steps: { pos: number; T: number; q: Float32Array; k: Float32Array; v: Float32Array }[] = [];
+        if (c.fill) steps.push({ pos: c.pos - c.fill, T: c.fill, q: floats(rng, c.fill * nHeads * D, 2), k: floats(rng, c.fill * nKvHeads * D, 2), v: floats(rng, c.fill * nKvHeads * D, 2) });
+        steps.push({ pos: c.pos, T: c.T, q: floats(rng, c.T * nHeads * D, 2), k: floats(rng, c.T * nKvHeads * D, 2), v: floats(rng, c.T * nKvHeads * D, 2) });
+        const run = async (b: Backend) => {
+          const cache = b.allocKV(1, c.ctx, nKvHeads, D), qnb = b.upload(qn), knb = b.upload(kn);
+          let qOut: Float32Array = new Float32Array(0), out: Float32Array = new Float32Array(0);
+          for (const s of steps) {
+            b.setStep(s.pos, new Int32Array(s.T));
+            const q = b.upload(s.q), o = b.alloc(s.T * nHeads * D);
+            b.qkNormRopeAppend(q, b.upload(s.k), b.upload(s.v), qnb, knb, 1e-6, c.rope, c.shape, cache, 0, s.T);
+            if (s !== steps[steps.length - 1]) continue; // the fill only writes the cache
+            b.attention(o, q, c.shape, cache, 0, s.T);
+            qOut = await b.read(q);
+            out = await b.read(o);
+          }
+          return { qOut, out };
+        };
+        const g = await run(gpu), cp = await run(cpu);
+        expect(maxAbsDiff(g.qOut, cp.qOut)).toBeLessThanOrEqual(2e-5);
+        expect(maxAbsDiff(g.out, cp.out)).toBeLessThanOrEqual(5e-3);
+      });
+    }
+
+    // ---- sampling on the device ----------------------------------------------------------------
+    const sampling: [SamplingParams, number][] = [
+      [{ temperature: 0, topK: 0, topP: 1 }, 0],
+      [{ temperature: 0.8, topK: 40, topP: 0.9 }, 0.3],
+      [{ temperature: 1, topK: 0, topP: 0.95 }, 0.77],
+      [{ temperature: 0.5, topK: 1, topP: 1 }, 0.5],
+      [{ temperature: 1.2, topK: 5000, topP: 1 }, 0.999],
+    ];
+    t("sampleToken equals the host definition (greedy, top-k, top-p), vocab 151669", async () => {
+      if (!gpu.sampleToken) return console.log(`${name}: no sampleToken; skipped`);
+      const rng = new Rng(11), V = 151669, logits = floats(rng, V, 6);
+      const lb = gpu.upload(logits);
+      for (const [p, r] of sampling) expect([p, r, await gpu.sampleToken(lb, V, p, r)]).toEqual([p, r, sampleHost(logits, p, r)]);
+    });
+
+    // ---- captured step replay ------------------------------------------------------------------
+    t("replayable: a captured step replays with new setStep values", async () => {
+      if (!gpu.replayable) return console.log(`${name}: no replayable; skipped`);
+      const rng = new Rng(12), w = exactQ1(rng, 500, 640), m = exactQ1(rng, 300, 640), nw = smallInts(rng, 640);
+      const mk = (b: Backend) => ({ w: b.uploadQ1(w), m: b.uploadQ1(m), nw: b.upload(nw), x: b.alloc(640), h: b.alloc(640), o: b.alloc(300) });
+      const G = mk(gpu), C = mk(cpu), key = {};
+      for (const id of [3, 17, 499]) {
+        const step = (b: Backend, r: typeof G) => { b.embed(r.x, r.w); b.rmsnorm(r.h, r.x, r.nw, 1, 640, 1e-6); b.matmul(r.o, r.h, r.m, 1); };
+        gpu.setStep(id, Int32Array.of(id));
+        gpu.replayable(key, () => step(gpu, G));
+        cpu.setStep(id, Int32Array.of(id));
+        step(cpu, C);
+        const g = await gpu.read(G.o), c = await cpu.read(C.o);
+        expect(maxAbsDiff(g, c) / Math.max(1, ...Array.from(c, Math.abs))).toBeLessThanOrEqual(1e-5);
+      }
+    });
+
+    // ---- validation happens before the device is touched ---------------------------------------
+    t("a foreign or short buffer throws instead of reaching the device", () => {
+      const w = gpu.uploadQ1(exactQ1(new Rng(1), 64, 128));
+      expect(() => gpu.matmul(gpu.alloc(64), cpu.alloc(128), w, 1)).toThrow(/another backend/);
+      expect(() => gpu.matmul(gpu.alloc(63), gpu.alloc(128), w, 1)).toThrow(/needed/);
+      expect(() => gpu.setStep(-1, Int32Array.of(0))).toThrow();
+    });
+  });
+}
