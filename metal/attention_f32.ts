@@ -31,8 +31,10 @@ kernel void attention_partial_f32(
     device float* part [[buffer(3)]], device const int* step [[buffer(4)]],
     constant int& nH [[buffer(5)]], constant int& nKv [[buffer(6)]], constant int& D [[buffer(7)]],
     constant int& S [[buffer(8)]],
-    uint tid [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]],
-    uint bdim [[threads_per_threadgroup]]) {
+    uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]],
+    uint3 bdim3 [[threads_per_threadgroup]]) {
+  // position builtins are all uint3 here: MSL wants one vector width across them
+  const uint tid = tid3.x, bdim = bdim3.x;
   threadgroup float sm[WARPS], sl[WARPS];
   threadgroup float sacc[WARPS][MAXDPL * 32];
   const int s = int(bid.x), h = int(bid.y), t = int(bid.z);
@@ -88,7 +90,9 @@ kernel void attention_partial_f32(
 kernel void attention_combine_f32(device const float* part [[buffer(0)]], device float* out [[buffer(1)]],
                                   device const int* step [[buffer(2)]], constant int& nH [[buffer(3)]],
                                   constant int& D [[buffer(4)]], constant int& S [[buffer(5)]],
-                                  uint tid [[thread_position_in_threadgroup]], uint2 bid [[threadgroup_position_in_grid]]) {
+                                  uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
+  // position builtins are all uint3 here: MSL wants one vector width across them
+  const uint tid = tid3.x;
   const int h = int(bid.x), t = int(bid.y), d = int(tid);
   const int len = step[STEP_POS] + t + 1;
   const int ns = (len + CHUNK - 1) / CHUNK;

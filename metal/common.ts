@@ -11,8 +11,10 @@
 // CUDA -> MSL mapping used by every twin
 // - warp -> simdgroup (32 lanes on every Apple GPU; the host refuses a pipeline whose
 //   threadExecutionWidth is not 32). block -> threadgroup, __shared__ -> threadgroup.
-// - threadIdx.x / blockIdx.x / blockDim.x -> kernel arguments tid / bid / bdim
-//   ([[thread_position_in_threadgroup]], [[threadgroup_position_in_grid]], [[threads_per_threadgroup]]).
+// - threadIdx.x / blockIdx.x / blockDim.x / gridDim.x -> kernel arguments tid / bid / bdim / gdim
+//   ([[thread_position_in_threadgroup]], [[threadgroup_position_in_grid]], [[threads_per_threadgroup]],
+//   [[threadgroups_per_grid]]): uint for 1-D grids; a kernel with a 2-D or 3-D grid declares all of
+//   them uint3 (MSL wants one vector width across them) and reads .x/.y/.z.
 // - Kernel parameter i of the CUDA kernel is [[buffer(i)]] here, with the same name; scalars arrive
 //   as `constant T&`. test/metal-twins.test.ts checks names, order and indices.
 // - __shfl_xor_sync -> simd_shuffle_xor with the same butterfly, so sums add in the same order.

@@ -24,8 +24,10 @@ kernel void qk_norm_rope_append_f32(
     device u16* kc [[buffer(6)]], device u16* vc [[buffer(7)]], device const int* step [[buffer(8)]],
     constant int& nH [[buffer(9)]], constant int& nKv [[buffer(10)]], constant int& D [[buffer(11)]],
     constant float& eps [[buffer(12)]], constant float& attnFactor [[buffer(13)]],
-    uint tid [[thread_position_in_threadgroup]], uint2 bid [[threadgroup_position_in_grid]],
-    uint bdim [[threads_per_threadgroup]]) {
+    uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]],
+    uint3 bdim3 [[threads_per_threadgroup]]) {
+  // position builtins are all uint3 here: MSL wants one vector width across them
+  const uint tid = tid3.x, bdim = bdim3.x;
   threadgroup float sh[32];
   const int t = int(bid.x), h = int(bid.y), i = int(tid), hd = D >> 1; // hd: CUDA's "half" (a type in MSL)
   const int pos = step[STEP_POS] + t;

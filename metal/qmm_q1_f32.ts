@@ -27,7 +27,9 @@ kernel void qmm_q1_f32(
     device const u32* w [[buffer(0)]], device const u16* sc [[buffer(1)]], device const u16* bi [[buffer(2)]],
     device const float* x [[buffer(3)]], device float* out [[buffer(4)]],
     constant int& M [[buffer(5)]], constant int& N [[buffer(6)]], constant int& K [[buffer(7)]],
-    uint tid [[thread_position_in_threadgroup]], uint2 bid [[threadgroup_position_in_grid]]) {
+    uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
+  // position builtins are all uint3 here: MSL wants one vector width across them
+  const uint tid = tid3.x;
   threadgroup float4 xs4[BK][(BM + 4) / 4];
   threadgroup float4 ws4[BK][(BN + 4) / 4];
   threadgroup float* xs = reinterpret_cast<threadgroup float*>(&xs4[0][0]); // [BK][BM + 4]
