@@ -60,6 +60,14 @@ describe("MSL kernels (Linux checks)", () => {
       for (const m of code.matchAll(/\[\[\s*(\w+)/g)) expect(KNOWN_MSL_ATTRS.has(m[1]!) ? "" : `[[${m[1]}]]`).toBe("");
     });
 
+    test(`${id}: a kernel's position builtins share one width (all uint, or all uint3)`, () => {
+      for (const k of mslKernels(src)) {
+        const widths = new Set(k.params.filter((p) => p.bufferIndex === null && p.attrs.length > 0 && !/simdgroup/.test(p.attrs[0]!))
+          .map((p) => /^(uint|ushort)(\d?)\b/.exec(p.text)?.[2] || "1"));
+        expect([k.name, widths.size <= 1]).toEqual([k.name, true]);
+      }
+    });
+
     test(`${id}: every kernel pointer argument names its address space`, () => {
       // the stub erases address spaces, so a missing one would otherwise pass unseen
       const ks = mslKernels(src);

@@ -3,9 +3,10 @@
 // (CUDA parameter i = Metal [[buffer(i)]], same name). Text checks only; they run everywhere.
 
 import { describe, expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { cudaKernels, kernelFilesOf, mslKernels, type KernelSig } from "../metal/stub/parse.ts";
+import { FILES, SIGS } from "../src/backend/metal/kernels.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const tsFiles = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".ts")).sort() : []);
@@ -65,4 +66,32 @@ describe("Metal kernels twin the CUDA kernels", () => {
       }
     });
   }
+
+  test("the Metal backend's argument signatures match its MSL kernels", () => {
+    const kinds = (k: KernelSig) => argsOf(k).map((p) => (/[*]/.test(p.text) ? "p" : /\bint\s*&/.test(p.text) ? "i" : /\bfloat\s*&/.test(p.text) ? "f" : "?")).join("");
+    const all = FILES.flatMap((kf) => mslKernels(kf.source));
+    expect(all.map((k) => k.name).sort()).toEqual(Object.keys(SIGS).sort());
+    for (const k of all) expect([k.name, kinds(k)]).toEqual([k.name, SIGS[k.name]!]);
+  });
+
+  test("the Metal backend's argument signatures equal the CUDA kernels' parameter kinds", async () => {
+    const kind = (t: string) => (t.includes("*") ? "p" : /^(const )?int\b/.test(t) ? "i" : /^(const )?float\b/.test(t) ? "f" : "?");
+    const cuda: Record<string, string> = {};
+    for (const f of cudaFiles) {
+      for (const kf of kernelFilesOf((await import(join(ROOT, "cuda", f))) as Record<string, unknown>).values()) {
+        for (const k of cudaKernels(kf.source)) cuda[k.name] = k.params.map((p) => kind(p.text)).join("");
+      }
+    }
+    for (const [name, sig] of Object.entries(SIGS)) if (name in cuda) expect([name, sig]).toEqual([name, cuda[name]!]);
+    // The CUDA host's own table is the CUDA engineer's; a disagreement there is reported, not failed.
+    const cudaHost = join(ROOT, "src", "backend", "cuda", "index.ts");
+    if (existsSync(cudaHost)) {
+      const block = /const SIGS[^{]*\{([\s\S]*?)\};/.exec(readFileSync(cudaHost, "utf8"))?.[1] ?? "";
+      for (const m of block.matchAll(/(\w+):\s*"(\w+)"/g)) {
+        if (cuda[m[1]!] !== undefined && cuda[m[1]!] !== m[2]) {
+          console.log(`metal-twins: NOTE src/backend/cuda/index.ts SIGS.${m[1]} = "${m[2]}" but cuda/ declares "${cuda[m[1]!]}"`);
+        }
+      }
+    }
+  });
 });

@@ -20,7 +20,7 @@ export const FILES: KernelFile[] = [
 
 /**
  * Kernel name -> argument kinds, one letter per [[buffer(i)]]: p = buffer, i = int32, f = float32.
- * The same strings as the CUDA backend's SIGS (CUDA parameter i = Metal buffer i).
+ * CUDA parameter i = Metal buffer i; test/metal-twins.test.ts checks these against both dialects.
  */
 export const SIGS: Record<string, string> = {
   qmv_q1_f32: "pppppii",
@@ -30,7 +30,7 @@ export const SIGS: Record<string, string> = {
   rmsnorm_f32: "pppif",
   swiglu_f32: "pppi",
   add_f32: "pppi",
-  qk_norm_rope_append_f32: "ppppppppppiiiff",
+  qk_norm_rope_append_f32: "pppppppppiiiff",
   attention_partial_f32: "pppppiiii",
   attention_combine_f32: "pppiii",
   argmax_f32: "pip",
