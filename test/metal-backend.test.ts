@@ -1,0 +1,167 @@
+// The Metal backend's TypeScript on Linux: MetalBackend driven through a fake shim
+// (metal/stub/fake_shim.ts) whose "kernels" are reference semantics run at commit time. This checks
+// the host side (validation, buffer offsets, step and KV layouts, one command buffer per step, the
+// step-buffer hazard, launch geometry against each kernel's mapping, freeing) against the CPU
+// oracle. It does NOT run a line of MSL: test/kernels.test.ts does that on a Mac.
+
+import { afterAll, describe, expect, test } from "bun:test";
+import type { AttnShape, Backend, Buf } from "../src/backend/backend.ts";
+import { CpuBackend } from "../src/backend/cpu/index.ts";
+import { MetalBackend } from "../src/backend/metal/backend.ts";
+import { argmax, sampleHost } from "../src/backend/gpu-sample.ts";
+import { loadCheckpoint } from "../src/io/checkpoint.ts";
+import { parseConfig } from "../src/io/config.ts";
+import { configJson, PRESETS } from "../src/model/make.ts";
+import { Qwen3 } from "../src/model/qwen3.ts";
+import { ropeSpec } from "../src/model/rope.ts";
+import { Rng } from "../src/util/rng.ts";
+import { fakeMetalLib } from "../metal/stub/fake_shim.ts";
+import { exactQ1, maxAbsDiff, smallInts, testModel } from "./helpers.ts";
+
+const floats = (rng: Rng, n: number, scale = 1) => Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale);
+
+describe("metal backend host code (fake shim) vs CPU", () => {
+  const fake = fakeMetalLib();
+  const gpu = new MetalBackend(fake.lib), cpu = new CpuBackend();
+  afterAll(() => gpu.dispose());
+
+  async function both(f: (b: Backend) => Buf): Promise<[Float32Array, Float32Array]> {
+    return [await gpu.read(f(gpu)), await cpu.read(f(cpu))];
+  }
+
+  for (const [N, K, affine] of [[131, 1152, true], [4098, 4096, false]] as const) {
+    test(`matvec ${N}x${K}: exact, fast and legacy, each picked as asked`, async () => {
+      const rng = new Rng(N + K), w = exactQ1(rng, N, K, affine), x = smallInts(rng, K);
+      const co = cpu.alloc(N);
+      cpu.matmul(co, cpu.upload(x), cpu.uploadQ1(w), 1);
+      const want = await cpu.read(co), gw = gpu.uploadQ1(w), gx = gpu.upload(x), go = gpu.alloc(N);
+      for (const v of ["fast", "legacy"]) {
+        gpu.setKernelVariant("matvec", v);
+        gpu.matmul(go, gx, gw, 1);
+        expect([v, maxAbsDiff(await gpu.read(go), want)]).toEqual([v, 0]);
+        expect(fake.stats.perCommit.at(-1)).toEqual([v === "fast" ? "qmv_q1_f32" : "qmv_q1_f32_legacy"]);
+      }
+      gpu.setKernelVariant("matvec", "fast");
+    });
+  }
+
+  test("matvec on an x that is not 16-byte aligned falls back to the legacy kernel", async () => {
+    const rng = new Rng(2), w = exactQ1(rng, 64, 256), x = smallInts(rng, 257);
+    const [g, c] = await both((b) => { const o = b.alloc(64); b.matmul(o, b.slice(b.upload(x), 1, 256), b.uploadQ1(w), 1); return o; });
+    expect(maxAbsDiff(g, c)).toBe(0);
+    expect(fake.stats.perCommit.at(-1)).toEqual(["qmv_q1_f32_legacy"]);
+  });
+
+  test("matmul M=17 N=67 K=1152 (tails): exact", async () => {
+    const rng = new Rng(17), w = exactQ1(rng, 67, 1152, true), x = smallInts(rng, 17 * 1152);
+    const [g, c] = await both((b) => { const o = b.alloc(17 * 67); b.matmul(o, b.upload(x), b.uploadQ1(w), 17); return o; });
+    expect(maxAbsDiff(g, c)).toBe(0);
+  });
+
+  test("embed, rmsnorm in place, swiglu, add", async () => {
+    const rng = new Rng(9), w = exactQ1(rng, 1000, 640, true), ids = Int32Array.from([0, 999, 5, 5]);
+    const [e1, e2] = await both((b) => { b.setStep(0, ids); const o = b.alloc(4 * 640); b.embed(o, b.uploadQ1(w)); return o; });
+    expect(maxAbsDiff(e1, e2)).toBe(0);
+    const x = floats(rng, 3 * 640, 3), nw = floats(rng, 640);
+    const [r1, r2] = await both((b) => { const xb = b.upload(x); b.rmsnorm(xb, xb, b.upload(nw), 3, 640, 1e-6); return xb; });
+    expect(maxAbsDiff(r1, r2)).toBeLessThanOrEqual(1e-5);
+    const a = floats(rng, 1027, 8), u = floats(rng, 1027, 2);
+    const [s1, s2] = await both((b) => { const o = b.alloc(1027); b.swiglu(o, b.upload(a), b.upload(u), 1027); return o; });
+    expect(maxAbsDiff(s1, s2)).toBeLessThanOrEqual(1e-5);
+    const [a1, a2] = await both((b) => { const o = b.upload(a); b.add(o, o, b.upload(u), 1027); return o; });
+    expect(maxAbsDiff(a1, a2)).toBe(0);
+  });
+
+  const shape: AttnShape = { nHeads: 4, nKvHeads: 2, headDim: 64 };
+  const rope = ropeSpec(parseConfig(configJson(PRESETS.tiny!)));
+  for (const c of [{ pos: 6, T: 1, fill: 6, ctx: 16 }, { pos: 0, T: 7, fill: 0, ctx: 16 }, { pos: 300, T: 1, fill: 300, ctx: 600 }]) {
+    test(`qkNormRopeAppend + attention at ${c.pos}, T=${c.T} (f16 cache: 5e-3)`, async () => {
+      const rng = new Rng(c.pos + c.T), D = 64;
+      const qn = floats(rng, D).map((v) => 1 + 0.25 * v), kn = floats(rng, D).map((v) => 1 + 0.25 * v);
+      const steps = [{ pos: 0, T: c.fill }, { pos: c.pos, T: c.T }].filter((s) => s.T > 0)
+        .map((s) => ({ ...s, q: floats(rng, s.T * 4 * D, 2), k: floats(rng, s.T * 2 * D, 2), v: floats(rng, s.T * 2 * D, 2) }));
+      const run = async (b: Backend) => {
+        const cache = b.allocKV(2, c.ctx, 2, D), qnb = b.upload(qn), knb = b.upload(kn);
+        let q: Buf | null = null, o: Buf | null = null;
+        for (const s of steps) {
+          b.setStep(s.pos, new Int32Array(s.T));
+          q = b.upload(s.q); o = b.alloc(s.T * 4 * D);
+          b.qkNormRopeAppend(q, b.upload(s.k), b.upload(s.v), qnb, knb, 1e-6, rope, shape, cache, 1, s.T);
+        }
+        b.attention(o!, q!, shape, cache, 1, c.T);
+        return { q: await b.read(q!), o: await b.read(o!) };
+      };
+      const g = await run(gpu), cp = await run(cpu);
+      expect(maxAbsDiff(g.q, cp.q)).toBeLessThanOrEqual(2e-5);
+      expect(maxAbsDiff(g.o, cp.o)).toBeLessThanOrEqual(5e-3);
+    });
+  }
+
+  test("sampleToken: greedy and top-k/top-p equal the host definition", async () => {
+    const rng = new Rng(11), V = 5000, logits = floats(rng, V, 6), lb = gpu.upload(logits);
+    for (const [p, r] of [[{ temperature: 0, topK: 0, topP: 1 }, 0], [{ temperature: 0.8, topK: 40, topP: 0.9 }, 0.3]] as const) {
+      expect(await gpu.sampleToken(lb, V, p, r)).toBe(sampleHost(logits, p, r));
+    }
+  });
+
+  test("setStep does not overwrite the step values of work not yet run", async () => {
+    const w = exactQ1(new Rng(4), 10, 128), gw = gpu.uploadQ1(w), cw = cpu.uploadQ1(w);
+    const o1 = gpu.alloc(128), o2 = gpu.alloc(128), c1 = cpu.alloc(128), c2 = cpu.alloc(128);
+    gpu.setStep(0, Int32Array.of(3)); gpu.embed(o1, gw);
+    gpu.setStep(1, Int32Array.of(7)); gpu.embed(o2, gw); // o1's embed is still unfinished here
+    cpu.setStep(0, Int32Array.of(3)); cpu.embed(c1, cw);
+    cpu.setStep(1, Int32Array.of(7)); cpu.embed(c2, cw);
+    expect(maxAbsDiff(await gpu.read(o1), await cpu.read(c1))).toBe(0);
+    expect(maxAbsDiff(await gpu.read(o2), await cpu.read(c2))).toBe(0);
+  });
+
+  test("one command buffer per step: setStep submits the previous step's work", async () => {
+    const w = exactQ1(new Rng(5), 64, 128), gw = gpu.uploadQ1(w), x = gpu.alloc(128), y = gpu.alloc(64);
+    const before = fake.stats.perCommit.length;
+    for (let s = 0; s < 3; s++) {
+      gpu.setStep(s, Int32Array.of(s));
+      gpu.embed(x, gw);
+      gpu.matmul(y, x, gw, 1);
+    }
+    await gpu.read(y);
+    expect(fake.stats.perCommit.slice(before)).toEqual(Array(3).fill(["embed_q1_f32", "qmv_q1_f32"]));
+  });
+
+  test("foreign, short or overlapping buffers throw before anything is encoded", () => {
+    const w = gpu.uploadQ1(exactQ1(new Rng(1), 64, 128)), n = fake.stats.dispatches;
+    const x = gpu.alloc(192);
+    expect(() => gpu.matmul(gpu.alloc(64), cpu.alloc(128), w, 1)).toThrow(/another backend/);
+    expect(() => gpu.matmul(gpu.alloc(63), gpu.alloc(128), w, 1)).toThrow(/needed/);
+    expect(() => gpu.matmul(gpu.slice(x, 64, 64), gpu.slice(x, 0, 128), w, 1)).toThrow(/overlaps/);
+    expect(() => gpu.slice(x, 100, 100)).toThrow(/needed/);
+    expect(() => gpu.setStep(-1, Int32Array.of(0))).toThrow();
+    gpu.setStep(0, Int32Array.of(64));
+    expect(() => gpu.embed(gpu.alloc(128), w)).toThrow(/outside the vocabulary/);
+    gpu.sync();
+    expect(fake.stats.dispatches).toBe(n);
+  });
+});
+
+describe("tiny model through the Metal backend (fake shim) vs CPU", () => {
+  test("prompt logits, then greedy decode via forward and nextToken", async () => {
+    const dir = await testModel("metal-fake-tiny", PRESETS.tiny!, 7);
+    const fake = fakeMetalLib();
+    const ck = loadCheckpoint(dir);
+    const g = new Qwen3(ck.config, new MetalBackend(fake.lib), ck), c = new Qwen3(ck.config, new CpuBackend(), ck);
+    const prompt = [785, 6722, 315, 9625, 374, 279];
+    const sg = g.newSession(64), sc = c.newSession(64), sn = g.newSession(64);
+    let lg = await g.forward(sg, prompt), lc = await c.forward(sc, prompt);
+    let next = argmax(await g.forward(sn, prompt));
+    for (let i = 0; i < 4; i++) {
+      const range = Math.max(...Array.from(lc, Math.abs));
+      expect(maxAbsDiff(lg, lc)).toBeLessThanOrEqual(1e-2 * range);
+      const want = argmax(lc);
+      expect([i, next]).toEqual([i, want]);
+      lg = await g.forward(sg, [want]);
+      lc = await c.forward(sc, [want]);
+      next = await g.nextToken(sn, want, { temperature: 0, topK: 0, topP: 1 });
+    }
+    g.dispose();
+    expect(fake.stats.live()).toBe(0); // every handle the backend made was released
+  });
+});
