@@ -26,7 +26,7 @@ const top2margin = (l: Float32Array) => {
   for (let i = 0; i < l.length; i++) if (i !== a && l[i]! > b) b = l[i]!;
   return l[a]! - b;
 };
-const range = (l: Float32Array) => Math.max(...Array.from(l, Math.abs));
+const range = (l: Float32Array) => { let m = 0; for (const v of l) m = Math.max(m, Math.abs(v)); return m; };
 
 describe("tiny model: CUDA vs CPU", () => {
   const backends: Backend[] = [];
