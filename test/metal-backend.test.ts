@@ -52,6 +52,13 @@ describe("metal backend host code (fake shim) vs CPU", () => {
     expect(fake.stats.perCommit.at(-1)).toEqual(["qmv_q1_f32_legacy"]);
   });
 
+  test("matvec with K = 12288 (x does not fit 32 KiB of threadgroup memory) uses the legacy kernel", async () => {
+    const rng = new Rng(3), w = exactQ1(rng, 40, 12288), x = smallInts(rng, 12288);
+    const [g, c] = await both((b) => { const o = b.alloc(40); b.matmul(o, b.upload(x), b.uploadQ1(w), 1); return o; });
+    expect(maxAbsDiff(g, c)).toBe(0);
+    expect(fake.stats.perCommit.at(-1)).toEqual(["qmv_q1_f32_legacy"]);
+  });
+
   test("matmul M=17 N=67 K=1152 (tails): exact", async () => {
     const rng = new Rng(17), w = exactQ1(rng, 67, 1152, true), x = smallInts(rng, 17 * 1152);
     const [g, c] = await both((b) => { const o = b.alloc(17 * 67); b.matmul(o, b.upload(x), b.uploadQ1(w), 17); return o; });

@@ -11,15 +11,16 @@
 import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import type { MetalLib } from "../../ffi/metal.ts";
 import { sampleHost } from "../../src/backend/gpu-sample.ts";
+import { qmvSharedBytes } from "../qmv_q1_f32.ts";
 
 type Binding = { ab: ArrayBuffer; offset: number } | { bytes: Uint8Array };
-interface Dispatch { kernel: string; grid: number[]; block: number[]; args: Binding[] }
+interface Dispatch { kernel: string; grid: number[]; block: number[]; args: Binding[]; tg: number }
 type Obj =
   | { kind: "device" | "queue" }
   | { kind: "library"; source: string }
   | { kind: "pipeline"; name: string }
   | { kind: "buffer"; ab: ArrayBuffer }
-  | { kind: "cmd"; bind: Binding[]; pipeline: string | null; list: Dispatch[]; committed: boolean };
+  | { kind: "cmd"; bind: Binding[]; tg: number; pipeline: string | null; list: Dispatch[]; committed: boolean };
 
 export interface FakeStats { commits: number; dispatches: number; perCommit: string[][]; live: () => number }
 
@@ -72,7 +73,7 @@ export function fakeMetalLib(maxThreads = 1024): { lib: MetalLib; stats: FakeSta
     },
     bm_buffer_contents: (b: unknown) => { const o = get(b, "buffer"); return o ? ptr(o.ab) : null; },
     bm_buffer_length: (b: unknown, out: BigUint64Array) => { const o = get(b, "buffer"); if (!o) return -1; out[0] = BigInt(o.ab.byteLength); return 0; },
-    bm_cmd_create: (q: unknown) => (get(q, "queue") ? add({ kind: "cmd", bind: [], pipeline: null, list: [], committed: false }) : null),
+    bm_cmd_create: (q: unknown) => (get(q, "queue") ? add({ kind: "cmd", bind: [], tg: 0, pipeline: null, list: [], committed: false }) : null),
     bm_cmd_set_pipeline: (c: unknown, p: unknown) => {
       const cmd = get(c, "cmd"), pl = get(p, "pipeline");
       if (!cmd || !pl) return -1;
@@ -94,12 +95,18 @@ export function fakeMetalLib(maxThreads = 1024): { lib: MetalLib; stats: FakeSta
       cmd.bind[Number(index)] = { bytes: bytes.slice(0, Number(len)) };
       return 0;
     },
-    bm_cmd_set_threadgroup_memory: (c: unknown) => (get(c, "cmd") ? 0 : -1),
+    bm_cmd_set_threadgroup_memory: (c: unknown, bytes: number, index: number) => {
+      const cmd = get(c, "cmd");
+      if (!cmd || Number(bytes) === 0 || Number(bytes) % 16 !== 0 || Number(index) !== 0) return -1;
+      cmd.tg = Number(bytes);
+      return 0;
+    },
     bm_cmd_dispatch: (c: unknown, gx: number, gy: number, gz: number, tx: number, ty: number, tz: number) => {
       const cmd = get(c, "cmd");
       if (!cmd || !cmd.pipeline) return -1;
       if (cmd.committed) return -2;
-      cmd.list.push({ kernel: cmd.pipeline, grid: [gx, gy, gz].map(Number), block: [tx, ty, tz].map(Number), args: [...cmd.bind] });
+      cmd.list.push({ kernel: cmd.pipeline, grid: [gx, gy, gz].map(Number), block: [tx, ty, tz].map(Number), args: [...cmd.bind], tg: cmd.tg });
+      cmd.tg = 0; // like Metal's encoder state, it persists; resetting makes a missing bind show
       return 0;
     },
     bm_cmd_commit: (c: unknown) => {
@@ -199,7 +206,10 @@ function run(d: Dispatch): void {
       const w = a.u32(0), sc = a.f16(1), bi = a.f16(2), x = a.f32(3), y = a.f32(4), N = a.int(5), K = a.int(6);
       const rowsPerGroup = (bx / 32) * (d.kernel === "qmv_q1_f32" ? 4 : 1);
       need(d, bx % 32 === 0 && gx * rowsPerGroup >= N, `${rowsPerGroup} rows per threadgroup cover N = ${N}`);
-      if (d.kernel === "qmv_q1_f32") need(d, x.byteOffset % 16 === 0, "x 16-byte aligned");
+      if (d.kernel === "qmv_q1_f32") {
+        need(d, x.byteOffset % 16 === 0, "x 16-byte aligned");
+        need(d, d.tg >= qmvSharedBytes(K) && d.tg <= 32768, `x staged in ${qmvSharedBytes(K)} bytes of threadgroup memory (got ${d.tg})`);
+      }
       for (let r = 0; r < N; r++) y[r] = q1dot(w, sc, bi, x, 0, r, K);
       return;
     }

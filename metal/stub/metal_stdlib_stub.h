@@ -7,6 +7,8 @@
 // It catches typos, undeclared names, wrong argument counts and CUDA-isms; it cannot catch Metal's
 // own rules (address-space mismatches, illegal casts, resource limits) or any runtime behaviour.
 // Only the real compiler (bm_library_create on a Mac) decides whether a kernel is valid MSL.
+// The test renames [[threadgroup(i)]] to [[threadgroup_index(i)]] before compiling, since the
+// `threadgroup` macro below would otherwise expand inside the attribute.
 #pragma once
 
 // ---- qualifiers: erased --------------------------------------------------------------------------

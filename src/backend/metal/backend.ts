@@ -15,10 +15,10 @@
 import { needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
 import { sampleHost, type SamplingParams } from "../gpu-sample.ts";
 import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
-import { QMV_ROWS, QMV_WARPS } from "../../../metal/qmv_q1_f32.ts";
+import { qmvSharedBytes, QMV_ROWS, QMV_WARPS } from "../../../metal/qmv_q1_f32.ts";
 import { ATT_CHUNK } from "../../../metal/attention_f32.ts";
 import type { MetalLib } from "../../../ffi/metal.ts";
-import { MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
+import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
 import { loadKernels, SIGS } from "./kernels.ts";
 
 /** macOS on Apple silicon maps memory in 16 KiB pages; no-copy buffers start on one. */
@@ -83,7 +83,7 @@ export class MetalBackend implements Backend {
   }
 
   // ---- commands ---------------------------------------------------------------------------------
-  private launch(kernel: string, grid: [number, number, number], block: [number, number, number], args: Arg[]): void {
+  private launch(kernel: string, grid: [number, number, number], block: [number, number, number], args: Arg[], tgBytes = 0): void {
     const sig = SIGS[kernel]!;
     if (args.length !== sig.length) throw new Error(`${kernel}: ${args.length} arguments given, ${sig.length} expected`);
     args.forEach((a, i) => {
@@ -91,7 +91,7 @@ export class MetalBackend implements Backend {
       if (!(want in a)) throw new Error(`${kernel}: argument ${i} must be ${want}`);
     });
     this.cmd ??= this.dev.newCommands();
-    this.dev.dispatch(this.cmd, this.dev.pipeline(kernel), grid, block, args);
+    this.dev.dispatch(this.cmd, this.dev.pipeline(kernel), grid, block, args, tgBytes);
   }
   /** Submits the current command buffer without waiting. */
   private flush(): void {
@@ -269,10 +269,11 @@ export class MetalBackend implements Backend {
     const args = [q.words, q.scales, q.biases, this.region(xb, M * K), this.region(o, M * N)];
     if (M === 1) {
       const block = 32 * QMV_WARPS;
-      // the fast kernel loads x and w 16 bytes at a time, and needs its full threadgroup
+      // the fast kernel loads x and w 16 bytes at a time, stages x in threadgroup memory (32 KiB on
+      // Apple GPUs: K <= 7936), and needs its full threadgroup
       const fast = this.matvecVariant === "fast" && xb.offset % 16 === 0 && q.words.offset % 16 === 0 &&
-        this.dev.pipeline("qmv_q1_f32").maxThreads >= block;
-      if (fast) this.launch("qmv_q1_f32", [ceil(N, QMV_ROWS * QMV_WARPS), 1, 1], [block, 1, 1], [...args, i32(N), i32(K)]);
+        qmvSharedBytes(K) <= MAX_THREADGROUP_MEMORY && this.dev.pipeline("qmv_q1_f32").maxThreads >= block;
+      if (fast) this.launch("qmv_q1_f32", [ceil(N, QMV_ROWS * QMV_WARPS), 1, 1], [block, 1, 1], [...args, i32(N), i32(K)], qmvSharedBytes(K));
       else this.launch("qmv_q1_f32_legacy", [ceil(N, 8), 1, 1], [256, 1, 1], [...args, i32(N), i32(K)]);
       return;
     }

@@ -6,6 +6,8 @@ import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import { BM_OK, BM_STATUS, type MetalLib } from "../../../ffi/metal.ts";
 
 const MSG_CAP = 16384;
+/** Threadgroup memory every Apple-silicon GPU offers (maxThreadgroupMemoryLength). */
+export const MAX_THREADGROUP_MEMORY = 32768;
 const enc = new TextEncoder();
 const cstr = (s: string): Uint8Array => enc.encode(s + "\0");
 const readMsg = (b: Uint8Array): string => new TextDecoder().decode(b.subarray(0, Math.max(0, b.indexOf(0))));
@@ -165,12 +167,18 @@ export class MetalDevice {
     return c;
   }
 
-  /** Encodes one dispatch: `grid` threadgroups of `block` threads, args bound at indices 0, 1, ... */
-  dispatch(cmd: Pointer, p: Pipeline, grid: readonly number[], block: readonly number[], args: readonly Arg[]): void {
+  /**
+   * Encodes one dispatch: `grid` threadgroups of `block` threads, args bound at indices 0, 1, ...,
+   * and `tgBytes` of dynamic threadgroup memory at [[threadgroup(0)]] when non-zero.
+   */
+  dispatch(cmd: Pointer, p: Pipeline, grid: readonly number[], block: readonly number[], args: readonly Arg[], tgBytes = 0): void {
     if (!isDims(grid) || !isDims(block)) throw new Error(`metal: ${p.name}: bad grid ${grid} or threadgroup ${block}`);
     const threads = block[0]! * block[1]! * block[2]!;
     if (threads > p.maxThreads) throw new Error(`metal: ${p.name}: ${threads} threads per threadgroup > pipeline max ${p.maxThreads}`);
     if (args.length > 31) throw new Error(`metal: ${p.name}: ${args.length} arguments > 31 buffer slots`);
+    if (!Number.isInteger(tgBytes) || tgBytes < 0 || tgBytes % 16 !== 0 || tgBytes > MAX_THREADGROUP_MEMORY) {
+      throw new Error(`metal: ${p.name}: ${tgBytes} bytes of threadgroup memory (a multiple of 16, at most ${MAX_THREADGROUP_MEMORY})`);
+    }
     args.forEach((a, i) => {
       if ("buf" in a) {
         const b = a.buf;
@@ -195,6 +203,7 @@ export class MetalDevice {
       else this.scalar.setFloat32(0, a.f32, true);
       this.check(`${p.name}: set bytes ${i}`, L.bm_cmd_set_bytes(cmd, this.scalarBytes, 4, i));
     });
+    if (tgBytes > 0) this.check(`${p.name}: threadgroup memory`, L.bm_cmd_set_threadgroup_memory(cmd, tgBytes, 0));
     this.check(`${p.name}: dispatch`, L.bm_cmd_dispatch(cmd, grid[0]!, grid[1]!, grid[2]!, block[0]!, block[1]!, block[2]!));
   }
 
