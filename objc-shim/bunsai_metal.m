@@ -75,6 +75,12 @@ void *bm_device_create(char *err, uint64_t err_cap) {
   @autoreleasepool {
     id<MTLDevice> dev = MTLCreateSystemDefaultDevice();
     if (dev == nil) {
+      // Older macOS returned nil to processes without a window server connection; every GPU is
+      // still listed here.
+      NSArray<id<MTLDevice>> *all = MTLCopyAllDevices();
+      if ([all count] > 0) dev = all[0];
+    }
+    if (dev == nil) {
       put_msg(err, err_cap, @"MTLCreateSystemDefaultDevice returned nil: no Metal GPU on this machine");
       return NULL;
     }
@@ -323,6 +329,6 @@ int32_t bm_cmd_wait(void *cmd, double *times2, char *err, uint64_t err_cap) {
 
 void bm_release(void *handle) {
   @autoreleasepool {
-    if (handle != NULL) CFBridgingRelease(handle);
+    if (handle != NULL) (void)CFBridgingRelease(handle); // ARC releases the returned object
   }
 }
