@@ -45,6 +45,7 @@ kernel void argmax_f32(device const float* x [[buffer(0)]], constant int& n [[bu
     const u64 key = ((u64)order_key(x[i]) << 32) | (u64)(0xffffffffu - (u32)i);
     b = key > b ? key : b;
   }
+  #pragma unroll
   for (ushort o = 16; o > 0; o >>= 1) {
     const u32 hi = simd_shuffle_xor((u32)(b >> 32), o), lo = simd_shuffle_xor((u32)b, o);
     const u64 other = ((u64)hi << 32) | (u64)lo;
@@ -59,11 +60,13 @@ kernel void argmax_f32(device const float* x [[buffer(0)]], constant int& n [[bu
 }
 
 inline int block_count(int c, threadgroup int* sh, uint tid, uint bdim) {
+  #pragma unroll
   for (ushort o = 16; o > 0; o >>= 1) c += simd_shuffle_xor(c, o);
   threadgroup_barrier(mem_flags::mem_threadgroup);
   if ((tid & 31) == 0) sh[tid >> 5] = c;
   threadgroup_barrier(mem_flags::mem_threadgroup);
   c = (tid & 31) < (bdim >> 5) ? sh[tid & 31] : 0;
+  #pragma unroll
   for (ushort o = 16; o > 0; o >>= 1) c += simd_shuffle_xor(c, o);
   return c;
 }

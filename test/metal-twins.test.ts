@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { cudaKernels, kernelFilesOf, mslKernels, type KernelSig } from "../metal/stub/parse.ts";
+import { cudaKernels, kernelFilesOf, mslKernels, stripComments, type KernelSig } from "../metal/stub/parse.ts";
 import { FILES, SIGS } from "../src/backend/metal/kernels.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -64,6 +64,39 @@ describe("Metal kernels twin the CUDA kernels", () => {
           expect(margs.map((p) => p.bufferIndex)).toEqual(margs.map((_, i) => i));
         }
       }
+    });
+  }
+
+  // A cheap drift detector for kernel bodies: the same number of barriers, reductions, f16
+  // conversions, loops, unroll hints, branches, returns and shuffles in each twin (prelude excluded).
+  // Deliberate differences are listed with their reason.
+  const SHAPE: [string, RegExp][] = [
+    ["barrier", /__syncthreads\(\)|threadgroup_barrier\(/g], ["warp_sum", /warp_sum\(/g], ["warp_max", /warp_max\(/g],
+    ["block_sum", /block_sum\(/g], ["h2f", /h2f\(/g], ["f2h", /f2h\(/g], ["for", /\bfor\s*\(/g],
+    ["unroll", /#pragma unroll/g], ["if", /\bif\s*\(/g], ["return", /\breturn\b/g], ["shuffle", /__shfl_xor_sync|simd_shuffle_xor/g],
+  ];
+  const DEVIATIONS: Record<string, Record<string, number>> = {
+    // argmax_f32: no 64-bit atomic max in Metal; simdgroup maxima meet in threadgroup memory
+    // (+1 barrier, loop, branch) and the 64-bit key is shuffled as two halves (+1 shuffle)
+    "sample_f32.ts": { barrier: 1, for: 1, if: 1, shuffle: 1 },
+  };
+  for (const f of metalFiles) {
+    if (!cudaFiles.includes(f) || f === "common.ts") continue;
+    test(`${f}: kernel bodies have the same structure as cuda/${f}`, async () => {
+      const shape = (src: string, prelude: string) => {
+        const body = stripComments(src.startsWith(prelude) ? src.slice(prelude.length) : src);
+        return Object.fromEntries(SHAPE.map(([n, re]) => [n, (body.match(re) ?? []).length]));
+      };
+      const mc = ((await import(join(ROOT, "metal", "common.ts"))) as { COMMON: string }).COMMON;
+      const cc = ((await import(join(ROOT, "cuda", "common.ts"))) as { COMMON: string }).COMMON;
+      const m = [...kernelFilesOf((await import(join(ROOT, "metal", f))) as Record<string, unknown>).values()];
+      const c = [...kernelFilesOf((await import(join(ROOT, "cuda", f))) as Record<string, unknown>).values()];
+      const want = (i: number) => {
+        const s = shape(c[i]!.source, cc);
+        for (const [k, d] of Object.entries(DEVIATIONS[f] ?? {})) s[k] = s[k]! + d;
+        return s;
+      };
+      m.forEach((kf, i) => expect(shape(kf.source, mc)).toEqual(want(i)));
     });
   }
 
