@@ -8,6 +8,8 @@
 import type { Qwen3, Session } from "./model/qwen3.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 import { applyPenalties, logprobs as logprobsOf, makeSampler, validateSampler, type PenaltyOptions, type SamplerOptions } from "./sample.ts";
+import { sampleHost, type SamplingParams } from "./backend/gpu-sample.ts";
+import { Rng } from "./util/rng.ts";
 
 export interface GenerateOptions extends SamplerOptions, PenaltyOptions {
   maxTokens?: number; // default 256
@@ -52,9 +54,17 @@ export async function* generateSteps(
   if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new RangeError(`max tokens must be an integer >= 0, got ${maxTokens}`);
   if (promptIds.length === 0) throw new RangeError("the prompt is empty (0 tokens)");
   const limit = Math.min(model.config.maxPositionEmbeddings, opts.ctx ?? promptIds.length + maxTokens);
+  const held = opts.session?.pos ?? 0, ctx = opts.session?.ctx ?? limit;
+  if (held + promptIds.length > ctx) throw new PromptTooLongError(held + promptIds.length, ctx);
   const session = opts.session ?? model.newSession(Math.max(1, Math.min(limit, promptIds.length + maxTokens)));
-  if (session.pos + promptIds.length > session.ctx) throw new PromptTooLongError(session.pos + promptIds.length, session.ctx);
 
+  const ownSession = opts.session === undefined;
+  // Draw on the device when the backend can and nothing needs the host logits (penalties, min-p,
+  // logprobs): then only the token id crosses to the host each step. Same seed, same draws.
+  const onDevice = model.backend.sampleToken !== undefined && opts.logprobs === undefined && (opts.minP ?? 0) === 0 &&
+    (opts.repetitionPenalty ?? 1) === 1 && (opts.presencePenalty ?? 0) === 0 && (opts.frequencyPenalty ?? 0) === 0;
+  const device: SamplingParams = { temperature: opts.temperature ?? 0, topK: opts.topK ?? 0, topP: opts.topP ?? 1 };
+  const rng = new Rng(opts.seed ?? ((Math.random() * 2 ** 32) >>> 0));
   const sample = makeSampler(opts);
   const stops = (opts.stop ?? []).filter((s) => s.length > 0);
   const holdMax = stops.reduce((a, s) => Math.max(a, s.length - 1), 0);
@@ -65,38 +75,48 @@ export async function* generateSteps(
   let finishReason: FinishReason = "length", generated = 0, stoppedByString = false;
 
   const t0 = performance.now();
-  let tFirst = t0;
-  let logits = await model.forward(session, promptIds);
-  const tPrefill = performance.now();
-  let peak = process.memoryUsage().rss;
+  let tFirst = t0, tPrefill = t0, peak = process.memoryUsage().rss;
+  try {
+    let logits: Float32Array | null = await model.forward(session, promptIds);
+    let next = -1; // the token drawn on the device by the last step
+    tPrefill = performance.now();
 
-  while (generated < maxTokens) {
-    if (opts.signal?.aborted) { finishReason = "abort"; break; }
-    applyPenalties(logits, history, opts);
-    const token = sample(logits);
-    const lp = opts.logprobs !== undefined ? logprobsOf(logits, token, opts.logprobs) : undefined;
-    generated++;
-    if (generated === 1) tFirst = performance.now();
-    if (eos.has(token)) { finishReason = "stop"; break; }
-    history.push(token);
-    text += detok.push(token);
+    while (generated < maxTokens) {
+      if (opts.signal?.aborted) { finishReason = "abort"; break; }
+      let token: number, lp: ReturnType<typeof logprobsOf> | undefined;
+      if (logits) {
+        applyPenalties(logits, history, opts);
+        token = onDevice ? sampleHost(logits, device, rng.next()) : sample(logits);
+        lp = opts.logprobs !== undefined ? logprobsOf(logits, token, opts.logprobs) : undefined;
+      } else token = next;
+      generated++;
+      if (generated === 1) tFirst = performance.now();
+      if (eos.has(token)) { finishReason = "stop"; break; }
+      history.push(token);
+      text += detok.push(token);
 
-    // release text that can no longer be the start of a stop string
-    let stopAt = -1;
-    for (const s of stops) {
-      const i = text.indexOf(s, Math.max(0, emitted - s.length + 1));
-      if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
+      // release text that can no longer be the start of a stop string
+      let stopAt = -1;
+      for (const s of stops) {
+        const i = text.indexOf(s, Math.max(0, emitted - s.length + 1));
+        if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
+      }
+      const safe = stopAt >= 0 ? stopAt : Math.max(emitted, text.length - holdMax);
+      const step: Step = { token, text: text.slice(emitted, safe) };
+      if (lp) { step.logprob = lp.logprob; step.topLogprobs = lp.top; }
+      emitted = safe;
+      yield step;
+      if (stopAt >= 0) { text = text.slice(0, stopAt); finishReason = "stop"; stoppedByString = true; break; }
+      if (generated >= maxTokens) break;
+      if (session.pos >= session.ctx) { finishReason = "length"; break; }
+      if (onDevice) {
+        next = await model.nextToken(session, token, device, rng.next());
+        logits = null;
+      } else logits = await model.forward(session, [token]);
+      peak = Math.max(peak, process.memoryUsage().rss);
     }
-    const safe = stopAt >= 0 ? stopAt : Math.max(emitted, text.length - holdMax);
-    const step: Step = { token, text: text.slice(emitted, safe) };
-    if (lp) { step.logprob = lp.logprob; step.topLogprobs = lp.top; }
-    emitted = safe;
-    yield step;
-    if (stopAt >= 0) { text = text.slice(0, stopAt); finishReason = "stop"; stoppedByString = true; break; }
-    if (generated >= maxTokens) break;
-    if (session.pos >= session.ctx) { finishReason = "length"; break; }
-    logits = await model.forward(session, [token]);
-    peak = Math.max(peak, process.memoryUsage().rss);
+  } finally {
+    if (ownSession) session.dispose();
   }
   if (!stoppedByString) text += detok.flush();
   const tEnd = performance.now();

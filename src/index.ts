@@ -60,7 +60,12 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
   return {
     config: checkpoint.config, tokenizer, backend, model, checkpoint, loadMs,
     async logits(ids, o = {}) {
-      return model.forward(model.newSession(Math.max(1, ids.length)), ids, o);
+      const session = model.newSession(Math.max(1, ids.length));
+      try {
+        return await model.forward(session, ids, o);
+      } finally {
+        session.dispose();
+      }
     },
     promptIds,
     generate(prompt, o = {}) {

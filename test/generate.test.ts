@@ -97,6 +97,25 @@ describe("generateSteps", () => {
   });
 });
 
+describe("KV cache lifetime", () => {
+  test("a generation frees the session it made, also when stopped early; a freed session is refused", async () => {
+    let freed = 0;
+    class Counting extends CpuBackend { override freeKV(c: Parameters<CpuBackend["freeKV"]>[0]) { freed++; super.freeKV(c); } }
+    const ck = loadCheckpoint(dir);
+    const m = new Qwen3(ck.config, new Counting(), ck);
+    const g = generateSteps(m, tok, prompt, { maxTokens: 2 });
+    for (let r = await g.next(); !r.done; r = await g.next());
+    expect(freed).toBe(1);
+    const g2 = generateSteps(m, tok, prompt, { maxTokens: 50 });
+    await g2.next();
+    await g2.return(undefined as never); // a consumer that stops early (a client that left)
+    expect(freed).toBe(2);
+    const s = m.newSession(8);
+    s.dispose();
+    await expect(m.forward(s, [1])).rejects.toThrow(/session was disposed/);
+  });
+});
+
 describe("prefill chunking (128 rows per pass) does not change the numbers", () => {
   test("300 tokens at once vs 150 then 150 one at a time", async () => {
     const ids = Array.from({ length: 300 }, (_, i) => (i * 104729) % 150000);

@@ -59,6 +59,8 @@ export interface Backend {
   slice(buf: Buf, offset: number, length: number): Buf;
   uploadQ1(w: Q1Host): Q1Weight;
   allocKV(layers: number, ctx: number, nKvHeads: number, headDim: number): KVCache;
+  /** Frees a KV cache now (and anything the backend keeps for it, e.g. a captured graph). */
+  freeKV(cache: KVCache): void;
   /** Waits for all enqueued work and copies `buf` to the host. */
   read(buf: Buf): Promise<Float32Array>;
 

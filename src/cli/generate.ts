@@ -61,10 +61,10 @@ await runMain(async () => {
   };
   if (opts.topP === 0) throw new UsageError("--top-p must be > 0");
   if (opts.repetitionPenalty === 0) throw new UsageError("--repeat-penalty must be > 0");
-  let prompt = v.prompt;
-  if (prompt === "-" || (prompt === undefined && stdinIsData())) prompt = readStdin();
-  if (prompt === undefined || prompt === "") prompt = v.prompt === undefined ? "Hello" : prompt;
-  if (prompt.length === 0) throw new UsageError("--prompt is empty");
+  let prompt: string = v.prompt ?? "";
+  if (v.prompt === "-" || (v.prompt === undefined && stdinIsData())) prompt = readStdin();
+  if (prompt === "" && v.prompt === undefined) prompt = "Hello";
+  if (prompt === "") throw new UsageError(v.prompt === "-" ? "--prompt -: stdin was empty" : "--prompt is empty");
 
   const log = (s: string) => { if (!v.json) console.error(s); };
   let modelPath = v.model;

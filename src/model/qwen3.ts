@@ -24,9 +24,17 @@ interface Layer {
 /** One sequence: its KV cache and how many positions are filled. */
 export class Session {
   pos = 0;
-  constructor(readonly kv: KVCache) {}
+  private disposed = false;
+  constructor(readonly kv: KVCache, private readonly backend: Backend) {}
   get ctx(): number { return this.kv.ctx; }
   reset(): void { this.pos = 0; }
+  /** Frees the KV cache; the session cannot be used after. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.backend.freeKV(this.kv);
+  }
+  get isDisposed(): boolean { return this.disposed; }
 }
 
 export class ContextError extends Error {}
@@ -75,7 +83,7 @@ export class Qwen3 {
   newSession(ctx = Math.min(this.config.maxPositionEmbeddings, 4096)): Session {
     if (!Number.isInteger(ctx) || ctx < 1) throw new ContextError(`context size must be a positive integer, got ${ctx}`);
     const c = this.config;
-    return new Session(this.backend.allocKV(c.numLayers, ctx, c.numKvHeads, c.headDim));
+    return new Session(this.backend.allocKV(c.numLayers, ctx, c.numKvHeads, c.headDim), this.backend);
   }
 
   /**
@@ -83,19 +91,26 @@ export class Qwen3 {
    * the last position's [vocab], or [ids.length, vocab] with allPositions.
    */
   async forward(session: Session, ids: ArrayLike<number>, opts: { allPositions?: boolean } = {}): Promise<Float32Array> {
+    return this.locked(() => this.forwardLocked(session, ids, opts.allPositions ?? false));
+  }
+
+  /** Runs fn when no other forward is running: they all share the scratch buffers. FIFO. */
+  private async locked<T>(fn: () => Promise<T>): Promise<T> {
     const prev = this.busy;
     let done!: () => void;
     this.busy = new Promise((r) => (done = r));
-    await prev; // one forward at a time: they share the scratch buffers
+    await prev;
     try {
-      return await this.forwardLocked(session, ids, opts.allPositions ?? false);
+      return await fn();
     } finally {
       done();
     }
   }
 
-  private async forwardLocked(session: Session, ids: ArrayLike<number>, all: boolean): Promise<Float32Array> {
+  /** Refuses a step that the session cannot take, before any work is enqueued. */
+  private checkStep(session: Session, ids: ArrayLike<number>): void {
     const n = ids.length, V = this.config.vocabSize;
+    if (session.isDisposed) throw new Error("forward: the session was disposed");
     if (n === 0) throw new Error("forward: no tokens given");
     if (session.pos + n > session.ctx) {
       throw new ContextError(`context full: ${session.pos} tokens held + ${n} new > context size ${session.ctx}`);
@@ -104,6 +119,11 @@ export class Qwen3 {
       const id = ids[i]!;
       if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`forward: token id ${id} at index ${i} is outside the vocabulary (0..${V - 1})`);
     }
+  }
+
+  private async forwardLocked(session: Session, ids: ArrayLike<number>, all: boolean): Promise<Float32Array> {
+    this.checkStep(session, ids);
+    const n = ids.length, V = this.config.vocabSize;
     if (all && this.logitsBuf.length < CHUNK * V) this.logitsBuf = this.backend.alloc(CHUNK * V);
     const out = new Float32Array(all ? n * V : V);
     for (let start = 0; start < n; start += CHUNK) {
@@ -168,21 +188,14 @@ export class Qwen3 {
    * crosses to the host), else on the host with the same definition (src/backend/gpu-sample.ts).
    */
   async nextToken(session: Session, id: number, params: SamplingParams, rand = 0): Promise<number> {
-    const b = this.backend, V = this.config.vocabSize;
+    const b = this.backend;
     if (!b.sampleToken) return sampleHost(await this.forward(session, [id]), params, rand);
-    const prev = this.busy;
-    let done!: () => void;
-    this.busy = new Promise((r) => (done = r));
-    await prev;
-    try {
-      if (session.pos + 1 > session.ctx) throw new ContextError(`context full: ${session.pos} tokens held + 1 new > context size ${session.ctx}`);
-      if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`nextToken: token id ${id} is outside the vocabulary (0..${V - 1})`);
+    return this.locked(async () => {
+      this.checkStep(session, [id]);
       this.layersPass(session, Int32Array.of(id));
       this.head(b.slice(this.x, 0, this.config.hiddenSize), 1);
-      return await b.sampleToken(this.logitsBuf, V, params, rand);
-    } finally {
-      done();
-    }
+      return b.sampleToken!(this.logitsBuf, this.config.vocabSize, params, rand);
+    });
   }
 
   dispose(): void { this.backend.dispose(); }

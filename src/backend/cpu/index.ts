@@ -37,6 +37,7 @@ const q1 = (w: Q1Weight): Q1Cpu => {
 };
 const kv = (c: KVCache): CpuKV => {
   if (!(c instanceof CpuKV)) throw new Error("cpu backend: KV cache belongs to another backend");
+  if (c.k.length !== c.layers) throw new Error("cpu backend: KV cache was freed");
   return c;
 };
 
@@ -60,6 +61,12 @@ export class CpuBackend implements Backend {
   }
   allocKV(layers: number, ctx: number, nKvHeads: number, headDim: number): KVCache {
     return new CpuKV(layers, ctx, nKvHeads, headDim);
+  }
+  freeKV(cache: KVCache): void {
+    if (!(cache instanceof CpuKV)) throw new Error("freeKV: KV cache belongs to another backend");
+    const c = cache;
+    c.k.length = 0; // drop the arrays; kv() refuses a freed cache
+    c.v.length = 0;
   }
   async read(buf: Buf): Promise<Float32Array> { return Float32Array.from(data(buf)); }
 

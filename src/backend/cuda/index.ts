@@ -186,6 +186,15 @@ export class CudaBackend implements Backend {
     this.cu.memsetD8Async(mem.ptr, 0, mem.bytes, this.stream);
     return new CudaKV(this, layers, ctx, nKvHeads, headDim, mem);
   }
+  freeKV(cache: KVCache): void {
+    this.live();
+    if (!(cache instanceof CudaKV) || cache.owner !== this) throw new Error("freeKV: KV cache belongs to another backend");
+    if (cache.mem.freed) return;
+    this.cu.streamSync(this.stream); // queued work may still read it
+    const g = this.graphs.get(cache); // the decode graph captured for this sequence names it
+    if (g) { this.cu.graphExecDestroy(g.exec); this.cu.graphDestroy(g.graph); this.graphs.delete(cache); }
+    this.rawFree(cache.mem);
+  }
   async read(buf: Buf): Promise<Float32Array> {
     const b = this.buf("read", buf);
     const out = new Float32Array(b.length);
@@ -211,6 +220,7 @@ export class CudaBackend implements Backend {
   private kv(op: string, c: KVCache, layer: number, shape: AttnShape): CudaKV {
     this.live();
     if (!(c instanceof CudaKV) || c.owner !== this) throw new Error(`${op}: KV cache belongs to another backend`);
+    if (c.mem.freed) throw new Error(`${op}: KV cache was freed`);
     if (!Number.isInteger(layer) || layer < 0 || layer >= c.layers) throw new Error(`${op}: layer ${layer} outside 0..${c.layers - 1}`);
     if (shape.nKvHeads !== c.nKvHeads || shape.headDim !== c.headDim) throw new Error(`${op}: cache is [${c.nKvHeads} kv heads, ${c.headDim}] but the shape says [${shape.nKvHeads}, ${shape.headDim}]`);
     const { nHeads, nKvHeads, headDim } = shape;

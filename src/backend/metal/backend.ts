@@ -176,6 +176,13 @@ export class MetalBackend implements Backend {
     new Uint8Array(mem.host()).fill(0); // a new buffer: safe to write from the CPU
     return new MetalKV(this, layers, ctx, nKvHeads, headDim, mem);
   }
+  freeKV(cache: KVCache): void {
+    this.live();
+    if (!(cache instanceof MetalKV) || cache.owner !== this) throw new Error("freeKV: KV cache belongs to another backend");
+    if (cache.mem.released) return;
+    this.sync(); // queued command buffers may still read it
+    this.dev.release(cache.mem);
+  }
   async read(buf: Buf): Promise<Float32Array> {
     const b = this.buf("read", buf);
     this.sync();
@@ -199,6 +206,7 @@ export class MetalBackend implements Backend {
   private kv(op: string, c: KVCache, layer: number, shape: AttnShape): MetalKV {
     this.live();
     if (!(c instanceof MetalKV) || c.owner !== this) throw new Error(`${op}: KV cache belongs to another backend`);
+    if (c.mem.released) throw new Error(`${op}: KV cache was freed`);
     if (!Number.isInteger(layer) || layer < 0 || layer >= c.layers) throw new Error(`${op}: layer ${layer} outside 0..${c.layers - 1}`);
     if (shape.nKvHeads !== c.nKvHeads || shape.headDim !== c.headDim) throw new Error(`${op}: cache is [${c.nKvHeads} kv heads, ${c.headDim}] but the shape says [${shape.nKvHeads}, ${shape.headDim}]`);
     const { nHeads, nKvHeads, headDim } = shape;
