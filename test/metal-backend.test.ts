@@ -144,6 +144,11 @@ describe("metal backend host code (fake shim) vs CPU", () => {
     expect(() => gpu.setStep(-1, Int32Array.of(0))).toThrow();
     gpu.setStep(0, Int32Array.of(64));
     expect(() => gpu.embed(gpu.alloc(128), w)).toThrow(/outside the vocabulary/);
+    if (gpu.freeKV) {
+      const kv = gpu.allocKV(1, 4, 2, 64);
+      gpu.freeKV(kv);
+      expect(() => gpu.attention(gpu.alloc(256), gpu.alloc(256), shape, kv, 0, 1)).toThrow(/freed/);
+    }
     gpu.sync();
     expect(fake.stats.dispatches).toBe(n);
   });
