@@ -1,113 +1,189 @@
-// qmv_q1_f32: the fast 1-bit decode matvec, y[N] = W[N, K] x[K] (MLX / higgs design, see
-// shared/reference/formats.md). f32 activations, f32 accumulation, f16 scales/biases.
+// qmv_q1_f32: the fast 1-bit decode matvec, y[N] = W[N, K] x[K], through a nibble lookup table.
+// f32 activations, f32 sums, f16 scales/biases; w = s*bit + b, so per row and 128-column group g:
+//   sum_k x_k w_k = s_g * sum_{bit k set} x_k + b_g * sx_g,   sx_g = sum of x over group g.
 //
-// Thread -> data mapping
-// - A warp (Metal: simdgroup) owns QMV_ROWS = 4 consecutive rows; a block holds 8 warps (32 rows).
-// - Lane l of the warp owns 128-column groups g = l, l + 32, l + 64, ... of the row (one whole
-//   quantization group each, so one scale and one bias per row per group). For each group it
-//   issues one 16-byte load per row (the group's 128 bits = 4 words), two groups at a time so
-//   8 loads are in flight before any math.
-// - The block first stages all of x in shared memory (dynamic, K + K/32 floats): group g's 128
-//   values start at float 132*g (4 floats of padding per group), so when the 32 lanes each read
-//   their own group with 16-byte loads, every 8-lane phase hits 32 distinct banks. (Reading x
-//   straight from global memory with this mapping touched 32 cache lines per load: 8x slower.)
-// - x is read 32 values (one word's worth) at a time into registers (8 float4 loads) and reused
-//   for all 4 rows. Per weight bit: acc += bit ? x : 0 (a select-add; no int->float per bit).
-// - Per row and group: part = s * acc + b * sum_x(group). Lanes' parts are summed with a warp
-//   reduction (shuffle xor; Metal: simd_sum) and lane 0 writes the row.
-// - Tails: K is a multiple of 128 (format), so a lane's group is always whole; lanes with no group
-//   left add nothing. Rows past N are clamped for loads and never written (N % 4 != 0 is fine).
-// - x must be 16-byte aligned and K small enough for shared memory (K <= 49152); the host checks
-//   and otherwise uses the legacy kernel. Launch with qmvSharedBytes(K) bytes of dynamic shared memory.
+// Why a table: a select-add costs ~3 ALU ops per weight bit, which caps the kernel near 30 % of
+// HBM bandwidth even when perfectly fed. With a table of all 16 subset sums of every 4 consecutive
+// x values, 4 bits cost one shift, one and-or (LOP3), one shared load and one add.
+//
+// Table (dynamic shared memory, built once per block; the grid is persistent, one block per SM):
+// - Word c of a row (columns 32c..32c+31) belongs to group g = c / 4 and is word i = c % 4 of it.
+//   Write g = 32*it + l (l = g % 32: the lane that will read it, it = g / 32).
+// - Nibble j (bits 4j..4j+3, columns 32c+4j..+3) with value v has the entry
+//   T(c, j, v) = sum of x[32c + 4j + t] over the set bits t of v (T(c, j, 0) = 0),
+//   stored at byte 65536*it + 2048*(8*i + j) + 128*v + 4*l.
+//   So 65536 bytes per 32 groups: ITS = ceil(G / 32) slabs, G = K / 128; groups past G are zeros.
+//   A lane's address is 4*l plus terms in bits 7 and up: the 32 lanes of a warp (which read
+//   32 different groups at the same (it, i, j)) hit 32 different banks whatever their v.
+// - After the table: sx[g] for g < 32*ITS (zero past G).
+// - v lives in address bits 7..10 and the lane's base (4*l + 65536*it) has those bits clear, so
+//   address = base | ((word >> (4j - 7)) & 0x780) plus an immediate 2048*(8i + j): SHF + LOP3.
+//
+// Thread -> data mapping (main loop)
+// - 512 threads (16 warps) per block. Warp w of block b takes rows r = 16b + w, then r + 16*grid..
+//   Each row is ITS items; in item it, lane l takes group g = 32*it + l: one 16-byte load of its
+//   4 words (the whole group), its scale and its bias. Lanes with g >= G load nothing (zeros).
+// - A warp walks its items P at a time and loads the next P items before doing the math of the
+//   current ones, so 2P 16-byte loads per lane are in flight.
+// - Per item: part = sum of the 32 table entries of its 4 words (four add chains);
+//   acc += s*part + b*sx[g]. After a row's last item: warp sum (shuffle xor), lane 0 writes y[r].
+// - Rows past N are never written (items past N load nothing and are discarded).
+// Limits: K a multiple of 128 (format) and K <= QMV_MAX_K (the table must fit in shared memory);
+// x 16-byte aligned. Otherwise the host uses qmv_q1_f32_legacy.
+// Exactness: every table entry, part and product is exact for small-integer x with power-of-two
+// scales/biases, so the result is bit-identical to the CPU oracle there in any summation order.
 
 import { COMMON, type KernelFile } from "./common.ts";
 
-export const QMV_ROWS = 4;
-export const QMV_WARPS = 8;
-/** Dynamic shared memory qmv_q1_f32 needs for in-features K: x with 4 floats of padding per group. */
-export const qmvSharedBytes = (K: number): number => 4 * (K + 4 * (K / 128));
+/** Threads per block (16 warps); one block per SM, persistent over rows. */
+export const QMV_THREADS = 512;
+/** Largest K the table fits for: 3 slabs of 64 KiB (+ sx) in shared memory. */
+export const QMV_MAX_K = 12288;
+// rows per batch when K <= 4096 (tuning knob, read once at import)
+const RB1 = Number(process.env.BUNSAI_QMV_RB ?? 4) || 4;
+/** Dynamic shared memory for in-features K: ceil(K/4096) table slabs of 64 KiB, then sx. */
+export const qmvSharedBytes = (K: number): number => {
+  const its = Math.ceil(K / 4096);
+  return 2048 + its * 65536 + its * 32 * 4; // + 2048: room to align the table to 2048 bytes
+};
 
 export const qmv_q1_f32: KernelFile = {
   file: "qmv_q1_f32",
   kernels: ["qmv_q1_f32"],
   source: COMMON + /* cuda */ `
-#define R ${QMV_ROWS}
+#define THREADS ${QMV_THREADS}
+#define WARPS (THREADS / 32)
 
-// acc[r] += s*sum_{bit set} x + b*sum x over the 128 columns of group g, for R rows.
-__device__ __forceinline__ void qmv_group(const uint4 (&wv)[R], const float (&s)[R], const float (&b)[R],
-                                          const float* __restrict__ x, int g, float (&acc)[R]) {
-  const float4* xv = reinterpret_cast<const float4*>(x + 132 * g); // x staged in shared memory
-  float part[R];
-  #pragma unroll
-  for (int r = 0; r < R; r++) part[r] = 0.f;
-  float xs = 0.f;
-  #pragma unroll
-  for (int c = 0; c < 4; c++) {
-    float xr[32];
-    #pragma unroll
-    for (int q = 0; q < 8; q++) {
-      const float4 t = xv[c * 8 + q];
-      xr[4 * q] = t.x; xr[4 * q + 1] = t.y; xr[4 * q + 2] = t.z; xr[4 * q + 3] = t.w;
-    }
-    #pragma unroll
-    for (int j = 0; j < 32; j++) xs += xr[j];
-    #pragma unroll
-    for (int r = 0; r < R; r++) {
-      const u32 word = c == 0 ? wv[r].x : c == 1 ? wv[r].y : c == 2 ? wv[r].z : wv[r].w;
-      float a0 = 0.f, a1 = 0.f; // two chains for latency
-      #pragma unroll
-      for (int j = 0; j < 32; j += 2) {
-        a0 += (word & (1u << j)) ? xr[j] : 0.f;
-        a1 += (word & (1u << (j + 1))) ? xr[j + 1] : 0.f;
-      }
-      part[r] += a0 + a1;
-    }
-  }
-  #pragma unroll
-  for (int r = 0; r < R; r++) acc[r] += s[r] * part[r] + b[r] * xs;
+// Nibble J of w moved to bits 7..10 (the table's v field), other bits masked off.
+template <int J> __device__ __forceinline__ u32 nib(u32 w) {
+  return (J * 4 >= 7 ? (w >> (J * 4 - 7)) : (w << (7 - J * 4))) & 0x780u;
+}
+// Table entry at shared address a + IMM (a: base | nib, so the load needs no add).
+#define LUT(acc, a, IMM) { float v_; asm("ld.shared.f32 %0, [%1+%2];" : "=f"(v_) : "r"(a), "n"(IMM)); acc += v_; }
+${process.env.BUNSAI_QMV_DIAG === "nolds" ? '#undef LUT\n#define LUT(acc, a, IMM) { acc += __uint_as_float((a) + IMM); }' : ""}
+
+// Sum of x over the set bits of word I of a group; base = table + 4*lane + 65536*it (bits 7..10 clear).
+template <int I> __device__ __forceinline__ void word_part(u32 wi, u32 base, float (&a)[4]) {
+  LUT(a[0], base | nib<0>(wi), 2048 * (8 * I + 0));
+  LUT(a[1], base | nib<1>(wi), 2048 * (8 * I + 1));
+  LUT(a[2], base | nib<2>(wi), 2048 * (8 * I + 2));
+  LUT(a[3], base | nib<3>(wi), 2048 * (8 * I + 3));
+  LUT(a[0], base | nib<4>(wi), 2048 * (8 * I + 4));
+  LUT(a[1], base | nib<5>(wi), 2048 * (8 * I + 5));
+  LUT(a[2], base | nib<6>(wi), 2048 * (8 * I + 6));
+  LUT(a[3], base | nib<7>(wi), 2048 * (8 * I + 7));
+}
+__device__ __forceinline__ float group_part(const uint4 w, u32 base) {
+  float a[4] = {0.f, 0.f, 0.f, 0.f};
+  word_part<0>(w.x, base, a); word_part<1>(w.y, base, a); word_part<2>(w.z, base, a); word_part<3>(w.w, base, a);
+  return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
-extern "C" __global__ void __launch_bounds__(256) qmv_q1_f32(
+// Table and sx for ITS slabs; all x loads are issued before any math.
+template <int ITS>
+__device__ __forceinline__ void build_table(const float* __restrict__ x, int G, float* lut, float* sx) {
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  constexpr int NP = ITS * 1024 / THREADS, NG = ITS * 32 / WARPS; // positions per thread, groups per warp
+  float4 xv[NP], xg[NG];
+  #pragma unroll
+  for (int k = 0; k < NP; k++) { // position q: l = q % 32, rest = q / 32 = (it*4 + i)*8 + j
+    const int q = threadIdx.x + k * THREADS, rest = q >> 5, g = (rest >> 5) * 32 + (q & 31);
+    xv[k] = g < G ? x4[(4 * g + ((rest >> 3) & 3)) * 8 + (rest & 7)] : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  #pragma unroll
+  for (int k = 0; k < NG; k++) {
+    const int g = warp + k * WARPS;
+    xg[k] = g < G ? x4[g * 32 + lane] : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  #pragma unroll
+  for (int k = 0; k < NP; k++) {
+    const int q = threadIdx.x + k * THREADS;
+    const float4 v = xv[k];
+    float* t = lut + (q >> 5) * 512 + (q & 31); // entry v at t[32 * v]: consecutive threads, consecutive banks
+    const float x01 = v.x + v.y, x23 = v.z + v.w;
+    const float lo[4] = {0.f, v.x, v.y, x01};
+    #pragma unroll
+    for (int a = 0; a < 4; a++) {
+      t[32 * (a + 0)] = lo[a];
+      t[32 * (a + 4)] = lo[a] + v.z;
+      t[32 * (a + 8)] = lo[a] + v.w;
+      t[32 * (a + 12)] = lo[a] + x23;
+    }
+  }
+  #pragma unroll
+  for (int k = 0; k < NG; k++) {
+    const float4 v = xg[k];
+    const float s = warp_sum((v.x + v.y) + (v.z + v.w));
+    if (lane == 0) sx[warp + k * WARPS] = s;
+  }
+}
+
+// Main loop for ITS items per row, RB rows per batch (ITS*RB 16-byte loads per lane per batch,
+// the next batch in flight during the math). Warp-uniform control flow throughout.
+template <int ITS, int RB>
+__device__ __forceinline__ void qmv_rows(const uint4* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
+                                         const float* __restrict__ x, float* __restrict__ y, int N, int G,
+                                         u32 tbase, float* lut, float* sx) {
+  const int lane = threadIdx.x & 31, S = gridDim.x * WARPS;
+  uint4 wa[RB][ITS], wb[RB][ITS];
+  float sa[RB][ITS], ba[RB][ITS], sb[RB][ITS], bb[RB][ITS];
+  auto load = [&](int r0, uint4 (&wv)[RB][ITS], float (&s)[RB][ITS], float (&b)[RB][ITS]) {
+    #pragma unroll
+    for (int rb = 0; rb < RB; rb++) {
+      const int r = r0 + rb * S;
+      #pragma unroll
+      for (int it = 0; it < ITS; it++) {
+        const int g = it * 32 + lane;
+        wv[rb][it] = make_uint4(0u, 0u, 0u, 0u); s[rb][it] = 0.f; b[rb][it] = 0.f;
+        if (r < N && g < G) {
+          const size_t o = (size_t)r * G + g;
+          wv[rb][it] = w[o]; s[rb][it] = h2f(sc[o]); b[rb][it] = h2f(bi[o]);
+        }
+      }
+    }
+  };
+  int r0 = blockIdx.x * WARPS + (threadIdx.x >> 5);
+  load(r0, wa, sa, ba); // first weights in flight while the table is built
+  build_table<ITS>(x, G, lut, sx);
+  __syncthreads();
+  float sxl[ITS];
+  #pragma unroll
+  for (int it = 0; it < ITS; it++) sxl[it] = sx[it * 32 + lane];
+  for (; r0 < N; r0 += RB * S) {
+    load(r0 + RB * S, wb, sb, bb);
+    #pragma unroll
+    for (int rb = 0; rb < RB; rb++) {
+      const int r = r0 + rb * S;
+      float acc = 0.f;
+      if (r < N) {
+        #pragma unroll
+        for (int it = 0; it < ITS; it++)
+          acc += sa[rb][it] * group_part(wa[rb][it], tbase + (u32)(lane * 4 + it * 65536)) + ba[rb][it] * sxl[it];
+      }
+      acc = warp_sum(acc);
+      if (lane == 0 && r < N) y[r] = acc;
+    }
+    #pragma unroll
+    for (int rb = 0; rb < RB; rb++)
+      #pragma unroll
+      for (int it = 0; it < ITS; it++) { wa[rb][it] = wb[rb][it]; sa[rb][it] = sb[rb][it]; ba[rb][it] = bb[rb][it]; }
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1) qmv_q1_f32(
     const uint4* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
     const float* __restrict__ x, float* __restrict__ y, int N, int K) {
-  extern __shared__ __align__(16) float xsh[];
-  const int G = K >> 7; // groups per row = uint4 per row
-  {
-    const float4* x4 = reinterpret_cast<const float4*>(x);
-    float4* s4 = reinterpret_cast<float4*>(xsh);
-    for (int i = threadIdx.x; i < (K >> 2); i += blockDim.x) s4[(i >> 5) * 33 + (i & 31)] = x4[i];
-  }
-  __syncthreads();
-  const int lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * R;
-  if (row0 >= N) return;
-  size_t base[R];
-  #pragma unroll
-  for (int r = 0; r < R; r++) base[r] = (size_t)min(row0 + r, N - 1) * G;
-  float acc[R];
-  #pragma unroll
-  for (int r = 0; r < R; r++) acc[r] = 0.f;
-
-  for (int g = lane; g < G; g += 64) {
-    const int g2 = g + 32;
-    const bool has2 = g2 < G;
-    uint4 w1[R], w2[R];
-    float s1[R], b1[R], s2[R], b2[R];
-    #pragma unroll
-    for (int r = 0; r < R; r++) {
-      w1[r] = w[base[r] + g];
-      s1[r] = h2f(sc[base[r] + g]); b1[r] = h2f(bi[base[r] + g]);
-      if (has2) { w2[r] = w[base[r] + g2]; s2[r] = h2f(sc[base[r] + g2]); b2[r] = h2f(bi[base[r] + g2]); }
-    }
-    qmv_group(w1, s1, b1, xsh, g, acc);
-    if (has2) qmv_group(w2, s2, b2, xsh, g2, acc);
-  }
-  #pragma unroll
-  for (int r = 0; r < R; r++) acc[r] = warp_sum(acc[r]);
-  if (lane == 0) {
-    #pragma unroll
-    for (int r = 0; r < R; r++) if (row0 + r < N) y[row0 + r] = acc[r];
-  }
+  extern __shared__ __align__(16) float smem[];
+  const int G = K >> 7, ITS = (G + 31) >> 5;
+  // the table starts at a 2048-byte aligned shared address, so base | nib == base + nib
+  const u32 sbase = (u32)__cvta_generic_to_shared(smem);
+  const u32 tbase = (sbase + 2047u) & ~2047u;
+  float* lut = smem + ((tbase - sbase) >> 2);
+  float* sx = lut + ITS * 16384;
+  if (ITS == 1) qmv_rows<1, ${RB1}>(w, sc, bi, x, y, N, G, tbase, lut, sx);
+  else if (ITS == 2) qmv_rows<2, 2>(w, sc, bi, x, y, N, G, tbase, lut, sx);
+  else qmv_rows<3, 1>(w, sc, bi, x, y, N, G, tbase, lut, sx);
 }
 `,
 };

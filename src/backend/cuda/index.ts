@@ -14,7 +14,7 @@ import type { SamplingParams } from "../gpu-sample.ts";
 import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
 import { fmtBytes, type Cuda } from "../../../ffi/cuda.ts";
 import type { KernelFile } from "../../../cuda/common.ts";
-import { qmv_q1_f32, qmvSharedBytes, QMV_ROWS, QMV_WARPS } from "../../../cuda/qmv_q1_f32.ts";
+import { qmv_q1_f32, qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../cuda/qmv_q1_f32.ts";
 import { qmv_q1_f32_legacy } from "../../../cuda/qmv_q1_f32_legacy.ts";
 import { qmm_q1_f32 } from "../../../cuda/qmm_q1_f32.ts";
 import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
@@ -71,7 +71,6 @@ class CudaKV implements KVCache {
 }
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
-const QMV_MAX_SHARED = 200 * 1024; // dynamic shared memory qmv_q1_f32 may use (x staged); else legacy
 
 export class CudaBackend implements Backend {
   readonly name = "cuda" as const;
@@ -119,7 +118,7 @@ export class CudaBackend implements Backend {
         if (!sig) throw new Error(`cuda backend: no argument signature for kernel ${name}`);
         this.k[name] = new Kernel(this.cu, this.cu.getFunction(mod, name), name, sig);
       }
-      if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, QMV_MAX_SHARED);
+      if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, qmvSharedBytes(QMV_MAX_K));
     }
     const env = process.env.BUNSAI_QMV_KERNEL;
     if (env !== undefined && env !== "legacy" && env !== "fast") throw new Error(`BUNSAI_QMV_KERNEL must be "fast" or "legacy", got "${env}"`);
@@ -287,9 +286,11 @@ export class CudaBackend implements Backend {
     this.noOverlap("matmul", o, M * q.rows, xb, M * q.cols);
     const N = q.rows, K = q.cols;
     if (M === 1) {
-      const fast = this.matvecVariant === "fast" && xb.ptr % 16n === 0n && qmvSharedBytes(K) <= QMV_MAX_SHARED;
+      // fast: nibble-table kernel, persistent (one block per SM, each builds the table once)
+      const fast = this.matvecVariant === "fast" && xb.ptr % 16n === 0n && K <= QMV_MAX_K;
       if (fast) {
-        this.k.qmv_q1_f32!.launch([ceil(N, QMV_ROWS * QMV_WARPS), 1, 1], [32 * QMV_WARPS, 1, 1], qmvSharedBytes(K), this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xb.ptr, o.ptr, N, K);
+        const grid = Math.min(this.info.sms, ceil(N, QMV_THREADS / 32));
+        this.k.qmv_q1_f32!.launch([grid, 1, 1], [QMV_THREADS, 1, 1], qmvSharedBytes(K), this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xb.ptr, o.ptr, N, K);
       } else {
         this.k.qmv_q1_f32_legacy!.launch([ceil(N, 8), 1, 1], [256, 1, 1], 0, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xb.ptr, o.ptr, N, K);
       }
