@@ -6,28 +6,37 @@
 // HBM bandwidth even when perfectly fed. With a table of all 16 subset sums of every 4 consecutive
 // x values, 4 bits cost one shift, one and-or (LOP3), one shared load and one add.
 //
-// Table (dynamic shared memory, built once per block; the grid is persistent, one block per SM):
-// - Word c of a row (columns 32c..32c+31) belongs to group g = c / 4 and is word i = c % 4 of it.
-//   Write g = 32*it + l (l = g % 32: the lane that will read it, it = g / 32).
-// - Nibble j (bits 4j..4j+3, columns 32c+4j..+3) with value v has the entry
-//   T(c, j, v) = sum of x[32c + 4j + t] over the set bits t of v (T(c, j, 0) = 0),
-//   stored at byte 65536*it + 2048*(8*i + j) + 128*v + 4*l.
-//   So 65536 bytes per 32 groups: ITS = ceil(G / 32) slabs, G = K / 128; groups past G are zeros.
-//   A lane's address is 4*l plus terms in bits 7 and up: the 32 lanes of a warp (which read
-//   32 different groups at the same (it, i, j)) hit 32 different banks whatever their v.
-// - After the table: sx[g] for g < 32*ITS (zero past G).
-// - v lives in address bits 7..10 and the lane's base (4*l + 65536*it) has those bits clear, so
-//   address = base | ((word >> (4j - 7)) & 0x780) plus an immediate 2048*(8i + j): SHF + LOP3.
+// Shared memory (dynamic, qmvSharedBytes(K)); the table starts at the first 2048-byte aligned
+// address (up to 2048 bytes skipped), so that OR-ing into a lane's base equals adding.
+// - Table, built once per block (the grid is persistent: min(#SMs, ceil(N/16)) blocks of 512):
+//   word c of a row (columns 32c..32c+31) is word i = c % 4 of group g = c / 4; write
+//   g = 32*it + l (l = g % 32 is the lane that reads it, it = g / 32). Nibble j (bits 4j..4j+3,
+//   columns 32c+4j..+3) with value v has the entry T = sum of x[32c + 4j + t] over the set bits t
+//   of v (0 for v = 0), stored at byte 65536*it + 2048*(8*i + j) + 128*v + 4*l.
+//   ITS = ceil(G / 32) slabs of 65536 bytes, G = K / 128; entries of groups >= G are zeros.
+//   The 32 lanes of a warp read 32 different groups at the same (it, i, j): address 4*l plus bits
+//   7 and up, so 32 different banks whatever their v.
+//   Build: thread q (q < 1024*ITS, strided by 512) owns l = q % 32, (it, i, j) from q / 32; it
+//   loads x[32c + 4j .. +3] (one float4) and writes the 16 sums.
+// - Then sx[g] = sum of x over group g, for g < 32*ITS (zeros past G); one warp per group.
+// - Then, when ITS = 1 only, the weight ring: warp w, slot d, lane l at byte
+//   65536 + 128 + 512*(QMV_RING*w + d) + 16*l after the table's start.
+// - Lookup: lane base = table + 4*l + 65536*it (bits 7..10 clear); nibble j of word i is read at
+//   (base | ((word >> (4j - 7)) & 0x780)) + 2048*(8i + j) (a left shift for j < 2): SHF, LOP3, LDS.
 //
-// Thread -> data mapping (main loop)
-// - 512 threads (16 warps) per block. Warp w of block b takes rows r = 16b + w, then r + 16*grid..
-//   Each row is ITS items; in item it, lane l takes group g = 32*it + l: one 16-byte load of its
-//   4 words (the whole group), its scale and its bias. Lanes with g >= G load nothing (zeros).
-// - A warp walks its items P at a time and loads the next P items before doing the math of the
-//   current ones, so 2P 16-byte loads per lane are in flight.
-// - Per item: part = sum of the 32 table entries of its 4 words (four add chains);
-//   acc += s*part + b*sx[g]. After a row's last item: warp sum (shuffle xor), lane 0 writes y[r].
-// - Rows past N are never written (items past N load nothing and are discarded).
+// Thread -> data mapping (main loop). 16 warps per block; warp w of block b takes rows
+// r = 16b + w, r + S, r + 2S, ... with S = 16*gridDim. In a row, lane l takes the groups
+// g = 32*it + l (it < ITS): one 16-byte load of the group's 4 words, its scale and its bias, and
+// part = sum of the 32 table entries of those words (four add chains); the lane's share of the row
+// is s*part + b*sx[g], summed over its groups, then over the warp (shuffle xor); lane 0 writes y[r].
+// Lanes with g >= G load nothing (zeros). Rows past N are never written.
+// - K <= 4096 (ITS = 1): each lane copies its 16 bytes of each row with cp.async into its own slot
+//   of a QMV_RING-row ring in shared memory, QMV_RING - QMV_RING_STEP rows ahead (scale and bias
+//   into a register ring), issued before the table is built; a lane reads back only what it copied
+//   itself, so cp.async.wait_group alone orders it. Rows go QMV_RING_STEP at a time in
+//   straight-line code, so their table loads and warp sums overlap.
+// - 4096 < K <= 12288 (ITS = 2, 3): the 16-byte loads go to registers, 2 rows (ITS = 2) or 1 row
+//   (ITS = 3) per batch, the next batch loaded before the math of the current one.
 // Limits: K a multiple of 128 (format) and K <= QMV_MAX_K (the table must fit in shared memory);
 // x 16-byte aligned. Otherwise the host uses qmv_q1_f32_legacy.
 // Exactness: every table entry, part and product is exact for small-integer x with power-of-two
@@ -39,13 +48,18 @@ import { COMMON, type KernelFile } from "./common.ts";
 export const QMV_THREADS = 512;
 /** Largest K the table fits for: 3 slabs of 64 KiB (+ sx) in shared memory. */
 export const QMV_MAX_K = 12288;
-// rows per batch when K <= 4096 (tuning knob, read once at import)
-const RB1 = Number(process.env.BUNSAI_QMV_RB ?? 4) || 4;
-/** Dynamic shared memory for in-features K: ceil(K/4096) table slabs of 64 KiB, then sx. */
+/** Ring slots (rows) per warp when K <= 4096 (cp.async ring in shared memory). */
+export const QMV_RING = 12;
+/** Dynamic shared memory for in-features K: 2048 (alignment) + ceil(K/4096) table slabs of 64 KiB
+ *  + sx, + the ring (16 warps x QMV_RING rows x 512 bytes) when K <= 4096. */
 export const qmvSharedBytes = (K: number): number => {
   const its = Math.ceil(K / 4096);
-  return 2048 + its * 65536 + its * 32 * 4; // + 2048: room to align the table to 2048 bytes
+  return 2048 + its * 65536 + its * 32 * 4 + (its === 1 ? (QMV_THREADS / 32) * QMV_RING * 512 : 0);
 };
+/** Rows per step of the ring loop (their loads and warp sums overlap); divides QMV_RING. */
+export const QMV_RING_STEP = 2;
+/** The most any K <= QMV_MAX_K needs (the kernel's dynamic shared memory limit). */
+export const qmvMaxSharedBytes = Math.max(qmvSharedBytes(4096), qmvSharedBytes(QMV_MAX_K));
 
 export const qmv_q1_f32: KernelFile = {
   file: "qmv_q1_f32",
@@ -60,7 +74,6 @@ template <int J> __device__ __forceinline__ u32 nib(u32 w) {
 }
 // Table entry at shared address a + IMM (a: base | nib, so the load needs no add).
 #define LUT(acc, a, IMM) { float v_; asm("ld.shared.f32 %0, [%1+%2];" : "=f"(v_) : "r"(a), "n"(IMM)); acc += v_; }
-${process.env.BUNSAI_QMV_DIAG === "nolds" ? '#undef LUT\n#define LUT(acc, a, IMM) { acc += __uint_as_float((a) + IMM); }' : ""}
 
 // Sum of x over the set bits of word I of a group; base = table + 4*lane + 65536*it (bits 7..10 clear).
 template <int I> __device__ __forceinline__ void word_part(u32 wi, u32 base, float (&a)[4]) {
@@ -171,6 +184,66 @@ __device__ __forceinline__ void qmv_rows(const uint4* __restrict__ w, const u16*
   }
 }
 
+// K <= 4096 (one item per row): each lane streams its 16 bytes of each of the warp's rows into its
+// own slot of a D-row ring in shared memory with cp.async (no registers held per row in flight),
+// D - RB rows ahead; scale and bias go to a D-entry register ring. A lane reads back only what it
+// copied itself, so cp.async.wait_group alone orders it: no barrier. Rows go RB at a time in
+// straight-line code so their table loads and their warp sums overlap.
+template <int D, int RB>
+__device__ __forceinline__ void qmv_rows_ring(const uint4* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
+                                              const float* __restrict__ x, float* __restrict__ y, int N, int G,
+                                              u32 tbase, float* lut, float* sx) {
+  constexpr int T = D / RB; // steps per round; one cp.async group per step
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, S = gridDim.x * WARPS;
+  const u32 ring = tbase + 65536u + 128u + (u32)(warp * D * 512 + lane * 16);
+  const bool lane_ok = lane < G;
+  float sr[D], br[D];
+  int r0 = blockIdx.x * WARPS + warp; // slot d of a round holds row r0 + d*S
+  auto issue = [&](int rs, int t) { // rows rs + k*S, k < RB, into slots t*RB + k
+    #pragma unroll
+    for (int k = 0; k < RB; k++) {
+      const int r = rs + k * S, d = t * RB + k;
+      const bool ok = r < N && lane_ok;
+      const uint4* src = ok ? w + (size_t)r * G + lane : w; // zero-filled when !ok
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(ring + d * 512), "l"(src), "r"(ok ? 16 : 0) : "memory");
+      sr[d] = 0.f; br[d] = 0.f;
+      if (ok) { const size_t o = (size_t)r * G + lane; sr[d] = h2f(sc[o]); br[d] = h2f(bi[o]); }
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+  };
+  #pragma unroll
+  for (int t = 0; t < T - 1; t++) issue(r0 + t * RB * S, t);
+  build_table<1>(x, G, lut, sx);
+  __syncthreads();
+  const float sxl = sx[lane];
+  for (; r0 < N; r0 += D * S) {
+    #pragma unroll
+    for (int t = 0; t < T; t++) {
+      const int rs = r0 + t * RB * S;
+      if (rs >= N) break; // rows only grow from here
+      issue(rs + (D - RB) * S, (t + T - 1) % T);
+      asm volatile("cp.async.wait_group %0;" :: "n"(T - 1) : "memory");
+      float a[RB];
+      #pragma unroll
+      for (int k = 0; k < RB; k++) {
+        const int d = t * RB + k;
+        uint4 wv;
+        asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(wv.x), "=r"(wv.y), "=r"(wv.z), "=r"(wv.w) : "r"(ring + d * 512) : "memory");
+        a[k] = sr[d] * group_part(wv, tbase + (u32)(lane * 4)) + br[d] * sxl;
+      }
+      #pragma unroll
+      for (int o = 16; o > 0; o >>= 1)
+        #pragma unroll
+        for (int k = 0; k < RB; k++) a[k] += __shfl_xor_sync(FULL_MASK, a[k], o);
+      if (lane == 0) {
+        #pragma unroll
+        for (int k = 0; k < RB; k++) if (rs + k * S < N) y[rs + k * S] = a[k];
+      }
+    }
+  }
+  asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
 extern "C" __global__ void __launch_bounds__(THREADS, 1) qmv_q1_f32(
     const uint4* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
     const float* __restrict__ x, float* __restrict__ y, int N, int K) {
@@ -181,7 +254,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) qmv_q1_f32(
   const u32 tbase = (sbase + 2047u) & ~2047u;
   float* lut = smem + ((tbase - sbase) >> 2);
   float* sx = lut + ITS * 16384;
-  if (ITS == 1) qmv_rows<1, ${RB1}>(w, sc, bi, x, y, N, G, tbase, lut, sx);
+  if (ITS == 1) qmv_rows_ring<${QMV_RING}, ${QMV_RING_STEP}>(w, sc, bi, x, y, N, G, tbase, lut, sx);
   else if (ITS == 2) qmv_rows<2, 2>(w, sc, bi, x, y, N, G, tbase, lut, sx);
   else qmv_rows<3, 1>(w, sc, bi, x, y, N, G, tbase, lut, sx);
 }

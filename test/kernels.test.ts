@@ -47,6 +47,9 @@ for (const name of GPUS) {
       { N: 4098, K: 4096, why: "K = 4096, N % 4 = 2 (the LM-head tail)" },
       { N: 258, K: 12288, affine: true, why: "K = 12288 (down projection), lanes loop 3 groups" },
       { N: 151669, K: 4096, why: "LM head rows" },
+      { N: 133, K: 8192, why: "K = 8192: two table slabs" },
+      { N: 67, K: 8320, affine: true, why: "K = 8320: three slabs, the last partial" },
+      { N: 37, K: 49152, affine: true, why: "K past the table limit: legacy fallback" },
     ];
     const variants = () => gpu?.kernelVariants?.matvec ?? ["default"];
     for (const c of mv) {

@@ -14,7 +14,7 @@ import type { SamplingParams } from "../gpu-sample.ts";
 import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
 import { fmtBytes, type Cuda } from "../../../ffi/cuda.ts";
 import type { KernelFile } from "../../../cuda/common.ts";
-import { qmv_q1_f32, qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../cuda/qmv_q1_f32.ts";
+import { qmv_q1_f32, qmvMaxSharedBytes, qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../cuda/qmv_q1_f32.ts";
 import { qmv_q1_f32_legacy } from "../../../cuda/qmv_q1_f32_legacy.ts";
 import { qmm_q1_f32 } from "../../../cuda/qmm_q1_f32.ts";
 import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
@@ -118,7 +118,7 @@ export class CudaBackend implements Backend {
         if (!sig) throw new Error(`cuda backend: no argument signature for kernel ${name}`);
         this.k[name] = new Kernel(this.cu, this.cu.getFunction(mod, name), name, sig);
       }
-      if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, qmvSharedBytes(QMV_MAX_K));
+      if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, qmvMaxSharedBytes);
     }
     const env = process.env.BUNSAI_QMV_KERNEL;
     if (env !== undefined && env !== "legacy" && env !== "fast") throw new Error(`BUNSAI_QMV_KERNEL must be "fast" or "legacy", got "${env}"`);
