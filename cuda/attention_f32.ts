@@ -1,82 +1,164 @@
 // attention_partial_f32 + attention_combine_f32: causal GQA attention of f32 queries over the f16
 // KV cache (f32 math and sums), for decode (T = 1) and prefill (T > 1) alike. Query t of the step
 // sits at position pos + t and sees cache positions 0 .. pos + t (len = pos + t + 1).
-// Query head h reads kv head h / (nHeads / nKv). Scores are dot(q, k) * headDim^-0.5.
+// Query head h reads kv head h / G, G = nHeads / nKv. Scores are dot(q, k) * headDim^-0.5.
 //
-// Stage 1, attention_partial_f32: grid (S, nHeads, T), block 128 threads (4 warps).
-// Block (s, h, t) covers positions [s*256, min(len, s*256 + 256)); blocks wholly past len exit.
-// S = ceil(ctx / 256) is fixed by the cache size, so a captured graph serves every position.
-// Warp w takes positions p = start + w, + 4, ...; lane l holds q dims l, l + 32, ... (D / 32 each,
-// D <= 256). Per position: dot via warp reduction, then an online softmax (running max m, running
-// sum l, acc[d] rescaled by exp(m_old - m_new)). The 4 warps merge through shared memory and the
-// block writes its partial [m, l, acc[0..D-1]] to part[t][h][s].
+// Stage 1, attention_partial_f32: grid (S, nKv, T), block 128 threads (4 warps), S = ceil(ctx / 64)
+// fixed by the cache size (so a captured graph serves every position); blocks wholly past len exit.
+// Block (s, kvh, t) covers positions [64 s, min(len, 64 s + 64)) for the G query heads of kv head
+// kvh, so each K/V row is read once for all G heads.
+// - A position is handled by LPP = D/8 lanes, each holding 8 dims (one 16-byte load of 8 halves):
+//   a warp covers PPW = 32/LPP positions at once, the block PPB = 4*PPW; a thread's dims are
+//   8*(lane % LPP) .. +7 and its positions p0 + it*PPB + warp*PPW + lane/LPP, it = 0 .. 64/PPB - 1.
+//   D (64, 128, 256) and GM (1, 2, 4, 8: the smallest holding G) are template parameters, so these
+//   loops unroll and every key (then value) load of the chunk is issued before the math using it.
+// - Scores: per head, 8 products then a shuffle-xor reduction over the LPP lanes of the position;
+//   stored in shared memory sc[g][64] (-inf past len).
+// - Softmax of the chunk: warp w takes heads w, w + 4, ...: m = max, e = exp(s - m), l = sum e.
+// - Values: each thread loads its V rows once and accumulates e * v for its 8 dims and all G heads
+//   in registers; then, head by head, the PPB position groups are summed through shared memory.
+//   The block writes [m, l, acc[0..D-1]] per head to part[t][h][s].
 // Stage 2, attention_combine_f32: grid (nHeads, T), block D threads; thread d merges the
-// ceil(len / 256) partials: M = max m_s, out[d] = sum acc_s[d] e^(m_s - M) / sum l_s e^(m_s - M).
+// ceil(len / 64) partials: M = max m_s, out[d] = sum acc_s[d] e^(m_s - M) / sum l_s e^(m_s - M).
 
 import { COMMON, type KernelFile } from "./common.ts";
 
-export const ATT_CHUNK = 256;
+export const ATT_CHUNK = 64;
+/** Largest GQA group (query heads per kv head) the kernel holds in registers. */
+export const ATT_MAX_GROUP = 8;
 
 export const attention_f32: KernelFile = {
   file: "attention_f32",
   kernels: ["attention_partial_f32", "attention_combine_f32"],
   source: COMMON + /* cuda */ `
 #define CHUNK ${ATT_CHUNK}
-#define WARPS 4
-#define MAXDPL 8
-extern "C" __global__ void __launch_bounds__(128) attention_partial_f32(
+#define MAXG ${ATT_MAX_GROUP}
+#define NT 128
+
+template <int D, int GM>
+__device__ __forceinline__ void attention_partial(
     const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc, float* __restrict__ part,
-    const int* __restrict__ step, int nH, int nKv, int D, int S) {
-  __shared__ float sm[WARPS], sl[WARPS];
-  __shared__ float sacc[WARPS][MAXDPL * 32];
-  const int s = blockIdx.x, h = blockIdx.y, t = blockIdx.z;
-  const int len = step[STEP_POS] + t + 1;
+    int len, int nH, int nKv, int S, float (*sc)[CHUNK], float* sm, float* sl, float (*red)[256 + 4]) {
+  constexpr int LPP = D / 8, PPW = 32 / LPP, PPB = 4 * PPW, IT = CHUNK / PPB;
+  const int s = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z;
   const int p0 = s * CHUNK;
-  if (p0 >= len) return;
-  const int p1 = min(len, p0 + CHUNK);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, dpl = D >> 5;
-  const int kvh = h / (nH / nKv);
+  const int G = nH / nKv, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane % LPP, d0 = 8 * sub, grp = warp * PPW + lane / LPP;
   const size_t stride = (size_t)nKv * D;
   const float scale = rsqrtf((float)D);
-  const float* qp = q + ((size_t)t * nH + h) * D;
-  float qr[MAXDPL], acc[MAXDPL];
+
+  float qr[GM][8];
   #pragma unroll
-  for (int j = 0; j < MAXDPL; j++) { qr[j] = j < dpl ? qp[lane + 32 * j] : 0.f; acc[j] = 0.f; }
-  float m = NEG_INF, l = 0.f;
-  for (int p = p0 + warp; p < p1; p += WARPS) {
-    const u16* kp = kc + p * stride + kvh * D;
-    const u16* vp = vc + p * stride + kvh * D;
-    float dot = 0.f;
-    #pragma unroll
-    for (int j = 0; j < MAXDPL; j++) if (j < dpl) dot += qr[j] * h2f(kp[lane + 32 * j]);
-    dot = warp_sum(dot) * scale;
-    const float mn = fmaxf(m, dot);
-    const float corr = expf(m - mn), e = expf(dot - mn);
-    l = l * corr + e;
-    #pragma unroll
-    for (int j = 0; j < MAXDPL; j++) if (j < dpl) acc[j] = acc[j] * corr + e * h2f(vp[lane + 32 * j]);
-    m = mn;
+  for (int g = 0; g < GM; g++) {
+    if (g < G) {
+      const float4* qp = reinterpret_cast<const float4*>(q + ((size_t)t * nH + kvh * G + g) * D + d0);
+      const float4 a = qp[0], b = qp[1];
+      qr[g][0] = a.x; qr[g][1] = a.y; qr[g][2] = a.z; qr[g][3] = a.w;
+      qr[g][4] = b.x; qr[g][5] = b.y; qr[g][6] = b.z; qr[g][7] = b.w;
+    }
   }
-  if (lane == 0) { sm[warp] = m; sl[warp] = l; }
+  // scores for every position of the chunk: all IT key loads first, then the dots
+  uint4 kw[IT];
   #pragma unroll
-  for (int j = 0; j < MAXDPL; j++) if (j < dpl) sacc[warp][lane + 32 * j] = acc[j];
+  for (int it = 0; it < IT; it++) {
+    const int p = p0 + it * PPB + grp;
+    kw[it] = p < len ? *reinterpret_cast<const uint4*>(kc + p * stride + kvh * D + d0) : make_uint4(0, 0, 0, 0);
+  }
+  #pragma unroll
+  for (int it = 0; it < IT; it++) {
+    const int i = it * PPB + grp, p = p0 + i;
+    const u32 kk[4] = {kw[it].x, kw[it].y, kw[it].z, kw[it].w};
+    float kf[8];
+    #pragma unroll
+    for (int j = 0; j < 4; j++) { kf[2 * j] = h2f((u16)(kk[j] & 0xffff)); kf[2 * j + 1] = h2f((u16)(kk[j] >> 16)); }
+    #pragma unroll
+    for (int g = 0; g < GM; g++) {
+      if (g < G) {
+        float dot = 0.f;
+        #pragma unroll
+        for (int j = 0; j < 8; j++) dot += qr[g][j] * kf[j];
+        #pragma unroll
+        for (int o = LPP / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(FULL_MASK, dot, o);
+        if (sub == 0) sc[g][i] = p < len ? dot * scale : NEG_INF;
+      }
+    }
+  }
   __syncthreads();
-  float M = sm[0];
+  // softmax over the chunk, one warp per head
+  for (int g = warp; g < G; g += NT / 32) {
+    const float a = sc[g][lane], b = sc[g][lane + 32];
+    const float m = warp_max(fmaxf(a, b));
+    const float ea = a == NEG_INF ? 0.f : expf(a - m), eb = b == NEG_INF ? 0.f : expf(b - m);
+    sc[g][lane] = ea; sc[g][lane + 32] = eb;
+    const float l = warp_sum(ea + eb);
+    if (lane == 0) { sm[g] = m; sl[g] = l; }
+  }
+  __syncthreads();
+  // weighted values: each V row loaded once for all G heads
+  uint4 vw[IT];
   #pragma unroll
-  for (int w = 1; w < WARPS; w++) M = fmaxf(M, sm[w]);
-  float* dst = part + (((size_t)t * nH + h) * S + s) * (D + 2);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float a = 0.f;
-    #pragma unroll
-    for (int w = 0; w < WARPS; w++) if (sl[w] > 0.f) a += sacc[w][d] * expf(sm[w] - M);
-    dst[2 + d] = a;
+  for (int it = 0; it < IT; it++) {
+    const int p = p0 + it * PPB + grp;
+    vw[it] = p < len ? *reinterpret_cast<const uint4*>(vc + p * stride + kvh * D + d0) : make_uint4(0, 0, 0, 0);
   }
-  if (threadIdx.x == 0) {
-    float L = 0.f;
+  float acc[GM][8];
+  #pragma unroll
+  for (int g = 0; g < GM; g++) {
     #pragma unroll
-    for (int w = 0; w < WARPS; w++) if (sl[w] > 0.f) L += sl[w] * expf(sm[w] - M);
-    dst[0] = M; dst[1] = L;
+    for (int j = 0; j < 8; j++) acc[g][j] = 0.f;
   }
+  #pragma unroll
+  for (int it = 0; it < IT; it++) {
+    const int i = it * PPB + grp;
+    const u32 vv[4] = {vw[it].x, vw[it].y, vw[it].z, vw[it].w};
+    float vf[8];
+    #pragma unroll
+    for (int j = 0; j < 4; j++) { vf[2 * j] = h2f((u16)(vv[j] & 0xffff)); vf[2 * j + 1] = h2f((u16)(vv[j] >> 16)); }
+    #pragma unroll
+    for (int g = 0; g < GM; g++) {
+      if (g < G) {
+        const float e = sc[g][i]; // 0 past len
+        #pragma unroll
+        for (int j = 0; j < 8; j++) acc[g][j] += e * vf[j];
+      }
+    }
+  }
+  // sum the PPB position groups per head through shared memory; write [m, l, acc]
+  float* dst = part + ((size_t)t * nH + kvh * G) * S * (D + 2) + (size_t)s * (D + 2);
+  #pragma unroll
+  for (int g = 0; g < GM; g++) {
+    if (g < G) {
+      #pragma unroll
+      for (int j = 0; j < 8; j++) red[grp][d0 + j] = acc[g][j];
+      __syncthreads();
+      float* out = dst + (size_t)g * S * (D + 2);
+      for (int d = threadIdx.x; d < D; d += NT) {
+        float a = 0.f;
+        #pragma unroll
+        for (int r = 0; r < PPB; r++) a += red[r][d];
+        out[2 + d] = a;
+      }
+      if (threadIdx.x == 0) { out[0] = sm[g]; out[1] = sl[g]; }
+      __syncthreads();
+    }
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(NT) attention_partial_f32(
+    const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc, float* __restrict__ part,
+    const int* __restrict__ step, int nH, int nKv, int D, int S) {
+  __shared__ float sc[MAXG][CHUNK];
+  __shared__ float sm[MAXG], sl[MAXG];
+  __shared__ float red[NT / 32 * 32 / 8][256 + 4]; // [position group][dim], padded
+  const int len = step[STEP_POS] + blockIdx.z + 1;
+  if ((int)blockIdx.x * CHUNK >= len) return; // the whole block: no barrier is skipped
+  // GM: the smallest of 1, 2, 4, 8 holding the group G = nH / nKv (registers are sized by GM)
+  const int G = nH / nKv;
+#define ATT_CASE(DD, GG) if (D == DD && G <= GG) return attention_partial<DD, GG>(q, kc, vc, part, len, nH, nKv, S, sc, sm, sl, red);
+#define ATT_D(DD) ATT_CASE(DD, 1) ATT_CASE(DD, 2) ATT_CASE(DD, 4) ATT_CASE(DD, 8)
+  ATT_D(64) ATT_D(128) ATT_D(256)
+#undef ATT_D
+#undef ATT_CASE
 }
 
 extern "C" __global__ void attention_combine_f32(const float* __restrict__ part, float* __restrict__ out,

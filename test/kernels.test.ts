@@ -30,7 +30,8 @@ for (const name of GPUS) {
   describe(`${name} kernels vs CPU`, () => {
     let gpu: Backend;
     const cpu = new CpuBackend();
-    beforeAll(async () => { if (reason === null) gpu = await createBackend(name); });
+    // the first run on a machine compiles every kernel with NVRTC (seconds): allow it
+    beforeAll(async () => { if (reason === null) gpu = await createBackend(name); }, 120_000);
     afterAll(() => gpu?.dispose());
 
     /** Runs `f` on both backends and returns [gpu, cpu] reads of the buffer it returns. */
@@ -104,6 +105,20 @@ for (const name of GPUS) {
       });
     }
 
+    for (const [rows, dim] of [[1, 4096], [3, 640], [2, 8320]] as const) {
+      t(`addRmsnorm ${rows}x${dim} (x += delta; out = norm(x)): sum exact, norm abs error <= 1e-5`, async () => {
+        const rng = new Rng(dim + rows), x = floats(rng, rows * dim, 3), d = floats(rng, rows * dim, 3), w = floats(rng, dim);
+        const run = async (b: Backend) => {
+          const xb = b.upload(x), o = b.alloc(rows * dim);
+          b.addRmsnorm(xb, b.upload(d), b.upload(w), o, rows, dim, 1e-6);
+          return [await b.read(xb), await b.read(o)];
+        };
+        const [gx, go] = await run(gpu), [cx, co] = await run(cpu);
+        expect(maxAbsDiff(gx!, cx!)).toBe(0);
+        expect(maxAbsDiff(go!, co!)).toBeLessThanOrEqual(1e-5);
+      });
+    }
+
     t("swiglu (abs error <= 1e-5) and add (exact), n = 1027", async () => {
       const rng = new Rng(3), n = 1027, a = floats(rng, n, 8), u = floats(rng, n, 2);
       const [g, c] = await both((b) => { const o = b.alloc(n); b.swiglu(o, b.upload(a), b.upload(u), n); return o; });
@@ -117,11 +132,13 @@ for (const name of GPUS) {
     // q after norm + RoPE is f32 on both: tolerance 2e-5 abs (accurate cosf/sinf vs Math.cos/sin).
     interface AttCase { name: string; shape: AttnShape; rope: RopeSpec; pos: number; T: number; ctx: number; fill?: number }
     const small = { nHeads: 4, nKvHeads: 2, headDim: 64 }, big = { nHeads: 8, nKvHeads: 2, headDim: 128 };
+    const wide = { nHeads: 2, nKvHeads: 2, headDim: 256 };
     const att: AttCase[] = [
       { name: "decode, length 1", shape: small, rope: rope("tiny"), pos: 0, T: 1, ctx: 16 },
       { name: "decode, length 7", shape: small, rope: rope("tiny"), pos: 6, T: 1, ctx: 16, fill: 6 },
       { name: "decode, length 128", shape: big, rope: rope("1.7b"), pos: 127, T: 1, ctx: 256, fill: 127 },
       { name: "decode, length 4097 (17 splits)", shape: big, rope: rope("1.7b"), pos: 4096, T: 1, ctx: 4200, fill: 4096 },
+      { name: "decode, length 100, head_dim 256, no GQA", shape: wide, rope: { headDim: 256, invFreq: Float32Array.from({ length: 128 }, (_, i) => 1e6 ** (-i / 128)), attentionFactor: 1 }, pos: 99, T: 1, ctx: 128, fill: 99 },
       { name: "prefill T=7 at 0 (causal)", shape: small, rope: rope("tiny"), pos: 0, T: 7, ctx: 16 },
       { name: "prefill T=128 at 0 (causal)", shape: big, rope: rope("1.7b"), pos: 0, T: 128, ctx: 300 },
       { name: "prefill T=17 after 100", shape: big, rope: rope("8b"), pos: 100, T: 17, ctx: 300, fill: 100 },

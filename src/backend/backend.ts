@@ -73,6 +73,8 @@ export interface Backend {
   embed(out: Buf, table: Q1Weight): void;
   /** out[rows, dim] = x * rsqrt(mean(x^2) + eps) * weight[dim]. out may equal x. */
   rmsnorm(out: Buf, x: Buf, weight: Buf, rows: number, dim: number, eps: number): void;
+  /** The residual add fused with the norm after it: x[rows, dim] += delta; out = rmsnorm(x) * weight. */
+  addRmsnorm(x: Buf, delta: Buf, weight: Buf, out: Buf, rows: number, dim: number, eps: number): void;
   /** out[M, w.rows] = x[M, w.cols] @ dequant(w)^T. M = 1 is the decode matvec. */
   matmul(out: Buf, x: Buf, w: Q1Weight, M: number): void;
   /**

@@ -9,14 +9,14 @@ export const BACKEND_CHOICES: BackendChoice[] = ["auto", "cpu", "cuda", "metal"]
 
 export class BackendUnavailableError extends Error {}
 
-/** Why a GPU backend cannot run here, or null when it can. Never throws. */
+/**
+ * Why a GPU backend cannot run here (no driver, no device, wrong OS), or null when it can.
+ * A backend whose own code fails to load throws instead: on a GPU machine that must be a failure,
+ * never a quiet skip.
+ */
 export async function unavailableReason(name: "cuda" | "metal"): Promise<string | null> {
-  try {
-    if (name === "cuda") return (await import("./cuda/index.ts")).cudaUnavailableReason();
-    return (await import("./metal/index.ts")).metalUnavailableReason();
-  } catch (e) {
-    return `${name} backend failed to load: ${(e as Error).message}`;
-  }
+  if (name === "cuda") return (await import("./cuda/index.ts")).cudaUnavailableReason();
+  return (await import("./metal/index.ts")).metalUnavailableReason();
 }
 
 export async function createBackend(choice: BackendChoice = "auto"): Promise<Backend> {

@@ -131,11 +131,11 @@ export class Qwen3 {
       const tokens = Int32Array.from({ length: T }, (_, i) => ids[start + i]!);
       this.layersPass(session, tokens);
       if (all) {
-        this.head(this.x, T);
+        this.head(this.h, T);
         out.set((await this.backend.read(this.backend.slice(this.logitsBuf, 0, T * V))), start * V);
       } else if (start + T === n) {
         const H = this.config.hiddenSize;
-        this.head(this.backend.slice(this.x, (T - 1) * H, H), 1);
+        this.head(this.backend.slice(this.h, (T - 1) * H, H), 1);
         out.set(await this.backend.read(this.backend.slice(this.logitsBuf, 0, V)));
       }
     }
@@ -153,34 +153,35 @@ export class Qwen3 {
     session.pos += T;
   }
 
-  /** The launches of layersPass after setStep (reads position and tokens from the step only). */
+  /**
+   * The launches of layersPass after setStep (reads position and tokens from the step only).
+   * Each residual add is fused with the norm that follows it; on return h holds model.norm(x).
+   */
   private blocks(session: Session, T: number): void {
-    const b = this.backend, c = this.config, H = c.hiddenSize;
+    const b = this.backend, c = this.config, H = c.hiddenSize, eps = c.rmsNormEps;
     const { x, h, tmp, q, k, v, att, g, u } = this;
     b.embed(x, this.embed); // x[T, H]
+    b.rmsnorm(h, x, this.layers[0]!.inputNorm, T, H, eps); // h[T, H]
     this.layers.forEach((L, i) => {
-      b.rmsnorm(h, x, L.inputNorm, T, H, c.rmsNormEps);
       b.matmul(q, h, L.q, T); // q[T, nHeads*D]
       b.matmul(k, h, L.k, T); // k[T, nKv*D]
       b.matmul(v, h, L.v, T); // v[T, nKv*D]
-      b.qkNormRopeAppend(q, k, v, L.qNorm, L.kNorm, c.rmsNormEps, this.rope, this.shape, session.kv, i, T);
+      b.qkNormRopeAppend(q, k, v, L.qNorm, L.kNorm, eps, this.rope, this.shape, session.kv, i, T);
       b.attention(att, q, this.shape, session.kv, i, T); // att[T, nHeads*D]
       b.matmul(tmp, att, L.o, T); // tmp[T, H]
-      b.add(x, x, tmp, T * H);
-      b.rmsnorm(h, x, L.postNorm, T, H, c.rmsNormEps);
+      b.addRmsnorm(x, tmp, L.postNorm, h, T, H, eps); // x += tmp; h = post-attention norm(x)
       b.matmul(g, h, L.gate, T); // g[T, I]
       b.matmul(u, h, L.up, T); // u[T, I]
       b.swiglu(g, g, u, T * c.intermediateSize);
       b.matmul(tmp, g, L.down, T); // tmp[T, H]
-      b.add(x, x, tmp, T * H);
+      const next = this.layers[i + 1]?.inputNorm ?? this.norm;
+      b.addRmsnorm(x, tmp, next, h, T, H, eps); // x += tmp; h = next layer's input norm(x), or the final norm
     });
   }
 
-  /** logits[rows, vocab] = rmsnorm(xs) Wlm, into logitsBuf. */
-  private head(xs: Buf, rows: number): void {
-    const b = this.backend, H = this.config.hiddenSize;
-    b.rmsnorm(this.h, xs, this.norm, rows, H, this.config.rmsNormEps);
-    b.matmul(this.logitsBuf, this.h, this.lmHead, rows);
+  /** logits[rows, vocab] = hs[rows, H] Wlm (hs already through the final norm), into logitsBuf. */
+  private head(hs: Buf, rows: number): void {
+    this.backend.matmul(this.logitsBuf, hs, this.lmHead, rows);
   }
 
   /**
@@ -193,7 +194,7 @@ export class Qwen3 {
     return this.locked(async () => {
       this.checkStep(session, [id]);
       this.layersPass(session, Int32Array.of(id));
-      this.head(b.slice(this.x, 0, this.config.hiddenSize), 1);
+      this.head(b.slice(this.h, 0, this.config.hiddenSize), 1);
       return b.sampleToken!(this.logitsBuf, this.config.vocabSize, params, rand);
     });
   }

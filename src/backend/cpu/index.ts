@@ -97,6 +97,11 @@ export class CpuBackend implements Backend {
     ops.rmsnorm(data(out), data(x), data(weight), rows, dim, eps);
   }
 
+  addRmsnorm(x: Buf, delta: Buf, weight: Buf, out: Buf, rows: number, dim: number, eps: number): void {
+    this.add(x, x, delta, rows * dim);
+    this.rmsnorm(out, x, weight, rows, dim, eps);
+  }
+
   matmul(out: Buf, x: Buf, w: Q1Weight, M: number): void {
     needLen("matmul", "x", x, M * w.cols);
     needLen("matmul", "out", out, M * w.rows);

@@ -18,10 +18,10 @@ import { qmv_q1_f32, qmvMaxSharedBytes, qmvSharedBytes, QMV_MAX_K, QMV_THREADS }
 import { qmv_q1_f32_legacy } from "../../../cuda/qmv_q1_f32_legacy.ts";
 import { qmm_q1_f32 } from "../../../cuda/qmm_q1_f32.ts";
 import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
-import { rmsnorm_f32 } from "../../../cuda/rmsnorm_f32.ts";
+import { rmsnorm_f32, RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../cuda/rmsnorm_f32.ts";
 import { elementwise_f32 } from "../../../cuda/elementwise_f32.ts";
 import { qk_norm_rope_append_f32 } from "../../../cuda/qk_norm_rope_append_f32.ts";
-import { attention_f32, ATT_CHUNK } from "../../../cuda/attention_f32.ts";
+import { attention_f32, ATT_CHUNK, ATT_MAX_GROUP } from "../../../cuda/attention_f32.ts";
 import { sample_f32 } from "../../../cuda/sample_f32.ts";
 import { cubinFor, type CompileStats } from "./compile.ts";
 import { Kernel, type Sig } from "./kernel.ts";
@@ -35,7 +35,8 @@ const SIGS: Record<string, Sig> = {
   qmv_q1_f32_legacy: "pppppii",
   qmm_q1_f32: "pppppiii",
   embed_q1_f32: "pppppi",
-  rmsnorm_f32: "pppif",
+  rmsnorm_f32: "pppifi",
+  add_rmsnorm_f32: "ppppifi",
   swiglu_f32: "pppi",
   add_f32: "pppi",
   qk_norm_rope_append_f32: "pppppppppiiiff",
@@ -276,7 +277,21 @@ export class CudaBackend implements Backend {
     this.int("rmsnorm", "rows", rows); this.int("rmsnorm", "dim", dim);
     needLen("rmsnorm", "x", x, rows * dim); needLen("rmsnorm", "out", out, rows * dim); needLen("rmsnorm", "weight", weight, dim);
     if (o.ptr !== xb.ptr) this.noOverlap("rmsnorm", o, rows * dim, xb, rows * dim);
-    this.k.rmsnorm_f32!.launch([rows, 1, 1], [256, 1, 1], 0, this.stream, xb.ptr, w.ptr, o.ptr, dim, eps);
+    this.k.rmsnorm_f32!.launch([rows, 1, 1], [RMS_THREADS, 1, 1], 0, this.stream, xb.ptr, w.ptr, o.ptr, dim, eps, this.vec4(dim, xb, w, o));
+  }
+  addRmsnorm(x: Buf, delta: Buf, weight: Buf, out: Buf, rows: number, dim: number, eps: number): void {
+    const op = "addRmsnorm";
+    const xb = this.buf(op, x), d = this.buf(op, delta), w = this.buf(op, weight), o = this.buf(op, out);
+    this.int(op, "rows", rows); this.int(op, "dim", dim);
+    needLen(op, "x", x, rows * dim); needLen(op, "delta", delta, rows * dim); needLen(op, "out", out, rows * dim); needLen(op, "weight", weight, dim);
+    this.noOverlap(op, xb, rows * dim, d, rows * dim);
+    this.noOverlap(op, o, rows * dim, d, rows * dim);
+    if (o.ptr !== xb.ptr) this.noOverlap(op, o, rows * dim, xb, rows * dim);
+    this.k.add_rmsnorm_f32!.launch([rows, 1, 1], [RMS_THREADS, 1, 1], 0, this.stream, xb.ptr, d.ptr, w.ptr, o.ptr, dim, eps, this.vec4(dim, xb, w, o, d));
+  }
+  /** 1 when rows of `dim` floats can be read as float4 and held in registers by the norm kernels. */
+  private vec4(dim: number, ...bufs: CudaBuf[]): number {
+    return dim % 4 === 0 && dim <= RMS_MAX_VEC_DIM && bufs.every((b) => b.ptr % 16n === 0n) ? 1 : 0;
   }
 
   matmul(out: Buf, x: Buf, w: Q1Weight, M: number): void {
@@ -340,7 +355,9 @@ export class CudaBackend implements Backend {
       if (this.partials) this.retired.push(this.partials); // a captured graph may still name it
       this.partials = this.rawAlloc(need);
     }
-    this.k.attention_partial_f32!.launch([S, nHeads, T], [128, 1, 1], 0, this.stream, qb.ptr, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S);
+    if (nHeads / shape.nKvHeads > ATT_MAX_GROUP) throw new Error(`${op}: ${nHeads / shape.nKvHeads} query heads per kv head; the kernel holds at most ${ATT_MAX_GROUP}`);
+    if (qb.ptr % 16n !== 0n) throw new Error(`${op}: q must be 16-byte aligned`);
+    this.k.attention_partial_f32!.launch([S, shape.nKvHeads, T], [128, 1, 1], 0, this.stream, qb.ptr, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S);
     this.k.attention_combine_f32!.launch([nHeads, T, 1], [D, 1, 1], 0, this.stream, this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, D, S);
   }
 

@@ -260,6 +260,10 @@ export class MetalBackend implements Backend {
     this.launch("embed_q1_f32", [T, 1, 1], [256, 1, 1], [t.words, t.scales, t.biases, step, this.region(o, T * K), i32(K)]);
   }
 
+  addRmsnorm(x: Buf, delta: Buf, weight: Buf, out: Buf, rows: number, dim: number, eps: number): void {
+    this.add(x, x, delta, rows * dim); // TODO(twin): add_rmsnorm_f32, as on CUDA
+    this.rmsnorm(out, x, weight, rows, dim, eps);
+  }
   rmsnorm(out: Buf, x: Buf, weight: Buf, rows: number, dim: number, eps: number): void {
     const o = this.buf("rmsnorm", out), xb = this.buf("rmsnorm", x), w = this.buf("rmsnorm", weight);
     this.int("rmsnorm", "rows", rows); this.int("rmsnorm", "dim", dim);
