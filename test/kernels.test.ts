@@ -119,6 +119,14 @@ for (const name of GPUS) {
       });
     }
 
+    t("copy2d: a column block of a [17, 6144] row-major buffer, exact; bad strides refused", async () => {
+      const rng = new Rng(4), src = floats(rng, 17 * 6144);
+      const [g, c] = await both((b) => { const d = b.alloc(17 * 1024); b.copy2d(d, 1024, b.slice(b.upload(src), 4096, 17 * 6144 - 4096), 6144, 17, 1024); return d; });
+      expect(maxAbsDiff(g, c)).toBe(0);
+      expect(() => gpu.copy2d(gpu.alloc(10), 5, gpu.alloc(10), 4, 2, 5)).toThrow(/exceed a stride/);
+      expect(() => gpu.copy2d(gpu.alloc(9), 5, gpu.alloc(10), 5, 2, 5)).toThrow(/dst holds 9 values but 10 are needed/);
+    });
+
     t("swiglu (abs error <= 1e-5) and add (exact), n = 1027", async () => {
       const rng = new Rng(3), n = 1027, a = floats(rng, n, 8), u = floats(rng, n, 2);
       const [g, c] = await both((b) => { const o = b.alloc(n); b.swiglu(o, b.upload(a), b.upload(u), n); return o; });

@@ -90,6 +90,8 @@ export interface Backend {
   attention(out: Buf, q: Buf, shape: AttnShape, cache: KVCache, layer: number, T: number): void;
   /** out[n] = silu(gate[n]) * up[n]. */
   swiglu(out: Buf, gate: Buf, up: Buf, n: number): void;
+  /** dst[r * dstStride + c] = src[r * srcStride + c] for r < rows, c < cols (strides in elements). */
+  copy2d(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void;
   /** out[n] = a[n] + b[n]. out may equal a. */
   add(out: Buf, a: Buf, b: Buf, n: number): void;
 
@@ -111,6 +113,17 @@ export interface Backend {
 
   /** Frees everything this backend allocated. */
   dispose(): void;
+}
+
+/** The checks every backend's copy2d makes before touching memory. */
+export function checkCopy2d(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void {
+  for (const [k, v] of Object.entries({ dstStride, srcStride, rows, cols })) {
+    if (!Number.isInteger(v) || v < 0 || v >= 2 ** 31) throw new Error(`copy2d: ${k} must be an integer >= 0, got ${v}`);
+  }
+  if (cols > dstStride || cols > srcStride) throw new Error(`copy2d: cols ${cols} exceed a stride (${srcStride} -> ${dstStride})`);
+  if (rows === 0 || cols === 0) return;
+  needLen("copy2d", "src", src, (rows - 1) * srcStride + cols);
+  needLen("copy2d", "dst", dst, (rows - 1) * dstStride + cols);
 }
 
 /** Throws a clear error when a buffer is smaller than an op needs. Shared by every backend. */

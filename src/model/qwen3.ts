@@ -13,12 +13,14 @@ import type { AttnShape, Backend, Buf, KVCache, Q1Weight, RopeSpec } from "../ba
 import type { Checkpoint } from "../io/checkpoint.ts";
 import type { ModelConfig } from "../io/config.ts";
 import { ropeSpec } from "./rope.ts";
+import { concatRows } from "../quant/q1.ts";
 import { sampleHost, type SamplingParams } from "../backend/gpu-sample.ts";
 
+// Projections that read the same input are stacked into one weight, so one launch serves them:
+// qkv = rows of Wq, Wk, Wv; gateUp = rows of Wgate, Wup.
 interface Layer {
   inputNorm: Buf; postNorm: Buf; qNorm: Buf; kNorm: Buf;
-  q: Q1Weight; k: Q1Weight; v: Q1Weight; o: Q1Weight;
-  gate: Q1Weight; up: Q1Weight; down: Q1Weight;
+  qkv: Q1Weight; o: Q1Weight; gateUp: Q1Weight; down: Q1Weight;
 }
 
 /** One sequence: its KV cache and how many positions are filled. */
@@ -51,6 +53,7 @@ export class Qwen3 {
   private readonly layers: Layer[] = [];
   // scratch activations, [CHUNK, dim] each
   private readonly x: Buf; private readonly h: Buf; private readonly tmp: Buf;
+  private readonly qkv: Buf; private readonly gu: Buf; // the stacked projections' outputs
   private readonly q: Buf; private readonly k: Buf; private readonly v: Buf; private readonly att: Buf;
   private readonly g: Buf; private readonly u: Buf;
   private logitsBuf: Buf; // [1, vocab], grown to [CHUNK, vocab] when all positions are asked for
@@ -67,12 +70,13 @@ export class Qwen3 {
       this.layers.push({
         inputNorm: b.upload(l.inputNorm), postNorm: b.upload(l.postNorm),
         qNorm: b.upload(l.qNorm), kNorm: b.upload(l.kNorm),
-        q: b.uploadQ1(l.q), k: b.uploadQ1(l.k), v: b.uploadQ1(l.v), o: b.uploadQ1(l.o),
-        gate: b.uploadQ1(l.gate), up: b.uploadQ1(l.up), down: b.uploadQ1(l.down),
+        qkv: b.uploadQ1(concatRows([l.q, l.k, l.v])), o: b.uploadQ1(l.o),
+        gateUp: b.uploadQ1(concatRows([l.gate, l.up])), down: b.uploadQ1(l.down),
       });
     }
     const qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim;
     this.x = b.alloc(CHUNK * c.hiddenSize); this.h = b.alloc(CHUNK * c.hiddenSize); this.tmp = b.alloc(CHUNK * c.hiddenSize);
+    this.qkv = b.alloc(CHUNK * (qDim + 2 * kvDim)); this.gu = b.alloc(CHUNK * 2 * c.intermediateSize);
     this.q = b.alloc(CHUNK * qDim); this.att = b.alloc(CHUNK * qDim);
     this.k = b.alloc(CHUNK * kvDim); this.v = b.alloc(CHUNK * kvDim);
     this.g = b.alloc(CHUNK * c.intermediateSize); this.u = b.alloc(CHUNK * c.intermediateSize);
@@ -158,24 +162,38 @@ export class Qwen3 {
    * Each residual add is fused with the norm that follows it; on return h holds model.norm(x).
    */
   private blocks(session: Session, T: number): void {
-    const b = this.backend, c = this.config, H = c.hiddenSize, eps = c.rmsNormEps;
-    const { x, h, tmp, q, k, v, att, g, u } = this;
+    const b = this.backend, c = this.config, H = c.hiddenSize, I = c.intermediateSize, eps = c.rmsNormEps;
+    const qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim;
+    const { x, h, tmp, qkv, gu, att, g } = this;
     b.embed(x, this.embed); // x[T, H]
     b.rmsnorm(h, x, this.layers[0]!.inputNorm, T, H, eps); // h[T, H]
     this.layers.forEach((L, i) => {
-      b.matmul(q, h, L.q, T); // q[T, nHeads*D]
-      b.matmul(k, h, L.k, T); // k[T, nKv*D]
-      b.matmul(v, h, L.v, T); // v[T, nKv*D]
+      b.matmul(qkv, h, L.qkv, T); // qkv[T, qDim + 2 kvDim]
+      const [q, k, v] = this.split(qkv, T, [qDim, kvDim, kvDim], [this.q, this.k, this.v]);
       b.qkNormRopeAppend(q, k, v, L.qNorm, L.kNorm, eps, this.rope, this.shape, session.kv, i, T);
       b.attention(att, q, this.shape, session.kv, i, T); // att[T, nHeads*D]
       b.matmul(tmp, att, L.o, T); // tmp[T, H]
       b.addRmsnorm(x, tmp, L.postNorm, h, T, H, eps); // x += tmp; h = post-attention norm(x)
-      b.matmul(g, h, L.gate, T); // g[T, I]
-      b.matmul(u, h, L.up, T); // u[T, I]
-      b.swiglu(g, g, u, T * c.intermediateSize);
+      b.matmul(gu, h, L.gateUp, T); // gu[T, 2I]
+      const [gate, up] = this.split(gu, T, [I, I], [g, this.u]);
+      b.swiglu(g, gate, up, T * I); // g[T, I]
       b.matmul(tmp, g, L.down, T); // tmp[T, H]
       const next = this.layers[i + 1]?.inputNorm ?? this.norm;
       b.addRmsnorm(x, tmp, next, h, T, H, eps); // x += tmp; h = next layer's input norm(x), or the final norm
+    });
+  }
+
+  /**
+   * The column blocks of a stacked projection's output [T, sum(widths)]: views when T = 1 (the
+   * decode step copies nothing), else copied into the contiguous buffers `into`.
+   */
+  private split(src: Buf, T: number, widths: number[], into: Buf[]): Buf[] {
+    const b = this.backend, total = widths.reduce((a, w) => a + w, 0);
+    let off = 0;
+    return widths.map((w, i) => {
+      const part = T === 1 ? b.slice(src, off, w) : (b.copy2d(into[i]!, w, b.slice(src, off, src.length - off), total, T, w), into[i]!);
+      off += w;
+      return part;
     });
   }
 

@@ -123,6 +123,24 @@ export function affineToSign(w: Q1Host): { words: Uint32Array; d: Uint16Array } 
   return { words: w.words, d };
 }
 
+/** Stacks matrices with the same in-features: rows of a, then rows of b, ... (one launch serves all). */
+export function concatRows(parts: Q1Host[]): Q1Host {
+  const cols = parts[0]!.cols;
+  for (const p of parts) if (p.cols !== cols) throw new Error(`concatRows: in-features differ (${p.cols} vs ${cols})`);
+  const cat = <T extends Uint32Array | Uint16Array>(arrays: T[], make: (n: number) => T): T => {
+    const out = make(arrays.reduce((n, a) => n + a.length, 0));
+    let o = 0;
+    for (const a of arrays) { out.set(a, o); o += a.length; }
+    return out;
+  };
+  return {
+    rows: parts.reduce((n, p) => n + p.rows, 0), cols,
+    words: cat(parts.map((p) => p.words), (n) => new Uint32Array(n)),
+    scales: cat(parts.map((p) => p.scales), (n) => new Uint16Array(n)),
+    biases: cat(parts.map((p) => p.biases), (n) => new Uint16Array(n)),
+  };
+}
+
 /** Scales and biases as f32 (for the CPU backend). */
 export function q1ScalesF32(w: Q1Host): { scales: Float32Array; biases: Float32Array } {
   return { scales: f16ArrayToF32(w.scales), biases: f16ArrayToF32(w.biases) };

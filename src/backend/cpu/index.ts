@@ -1,6 +1,6 @@
 // The CPU reference backend: pure TypeScript, f32 buffers. Slow, readable, and the oracle.
 
-import { needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
+import { checkCopy2d, needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
 import { checkQ1Shape, q1ScalesF32, type Q1Host } from "../../quant/q1.ts";
 import { qmm, type Q1Cpu } from "./qmv.ts";
 import * as ops from "./ops.ts";
@@ -141,6 +141,12 @@ export class CpuBackend implements Backend {
   swiglu(out: Buf, gate: Buf, up: Buf, n: number): void {
     needLen("swiglu", "gate", gate, n); needLen("swiglu", "up", up, n); needLen("swiglu", "out", out, n);
     ops.swiglu(data(out), data(gate), data(up), n);
+  }
+
+  copy2d(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void {
+    checkCopy2d(dst, dstStride, src, srcStride, rows, cols);
+    const d = data(dst), s = data(src);
+    for (let r = 0; r < rows; r++) d.set(s.subarray(r * srcStride, r * srcStride + cols), r * dstStride);
   }
 
   add(out: Buf, a: Buf, b: Buf, n: number): void {

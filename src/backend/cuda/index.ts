@@ -9,7 +9,7 @@
 //   pointer would kill the process instead of throwing.
 // - All work goes to one non-blocking stream; `read` and `sampleToken` are the only waits.
 
-import { needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
+import { checkCopy2d, needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
 import type { SamplingParams } from "../gpu-sample.ts";
 import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
 import { fmtBytes, type Cuda } from "../../../ffi/cuda.ts";
@@ -39,6 +39,7 @@ const SIGS: Record<string, Sig> = {
   add_rmsnorm_f32: "ppppifi",
   swiglu_f32: "pppi",
   add_f32: "pppi",
+  copy2d_f32: "ppiiii",
   qk_norm_rope_append_f32: "pppppppppiiiff",
   attention_partial_f32: "pppppiiii",
   attention_combine_f32: "pppiii",
@@ -370,6 +371,15 @@ export class CudaBackend implements Backend {
   }
   swiglu(out: Buf, gate: Buf, up: Buf, n: number): void { this.elementwise("swiglu_f32", "swiglu", out, gate, up, n); }
   add(out: Buf, a: Buf, b: Buf, n: number): void { this.elementwise("add_f32", "add", out, a, b, n); }
+  copy2d(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void {
+    const d = this.buf("copy2d", dst), s = this.buf("copy2d", src);
+    checkCopy2d(dst, dstStride, src, srcStride, rows, cols);
+    if (rows * cols === 0) return;
+    if (rows * cols >= 2 ** 31) throw new Error(`copy2d: ${rows} x ${cols} too large for one call`);
+    this.noOverlap("copy2d", d, (rows - 1) * dstStride + cols, s, (rows - 1) * srcStride + cols);
+    const grid = Math.min(ceil(rows * cols, 256), 8 * this.info.sms);
+    this.k.copy2d_f32!.launch([grid, 1, 1], [256, 1, 1], 0, this.stream, s.ptr, d.ptr, srcStride, dstStride, rows, cols);
+  }
 
   // ---- optional fast paths ----------------------------------------------------------------------
   async sampleToken(logits: Buf, n: number, params: SamplingParams, rand: number): Promise<number> {
