@@ -1,90 +1,178 @@
 // attention_partial_f32 + attention_combine_f32: causal GQA attention of f32 queries over the f16
-// KV cache (f32 math and sums), for decode (T = 1) and prefill (T > 1) alike.
-// MSL twin of cuda/attention_f32.ts. Query t of the step sits at position pos + t and sees cache
-// positions 0 .. pos + t (len = pos + t + 1). Query head h reads kv head h / (nHeads / nKv).
-// Scores are dot(q, k) * headDim^-0.5.
+// KV cache (f32 math and sums), for decode (T = 1) and prefill (T > 1) alike. MSL twin of
+// cuda/attention_f32.ts (same algorithm, mapping and dispatch). Query t of the step sits at
+// position pos + t and sees cache positions 0 .. pos + t (len = pos + t + 1).
+// Query head h reads kv head h / G, G = nHeads / nKv. Scores are dot(q, k) * headDim^-0.5.
 //
-// Stage 1, attention_partial_f32: grid (S, nHeads, T), threadgroup 128 threads (4 simdgroups).
-// Threadgroup (s, h, t) covers positions [s*256, min(len, s*256 + 256)); groups wholly past len exit.
-// S = ceil(ctx / 256) is fixed by the cache size, so one encoded step serves every position.
-// Simdgroup w takes positions p = start + w, + 4, ...; lane l holds q dims l, l + 32, ... (D / 32
-// each, D <= 256). Per position: dot via warp_sum, then an online softmax (running max m, running
-// sum l, acc[d] rescaled by exp(m_old - m_new)). The 4 simdgroups merge through threadgroup memory
-// and the threadgroup writes its partial [m, l, acc[0..D-1]] to part[t][h][s].
+// Stage 1, attention_partial_f32: grid (S, nKv, T), threadgroup 128 threads (4 simdgroups),
+// S = ceil(ctx / 32) fixed by the cache size (so one encoded step serves every position);
+// threadgroups wholly past len exit. Threadgroup (s, kvh, t) covers positions
+// [32 s, min(len, 32 s + 32)) for the G query heads of kv head kvh, so each K/V row is read once.
+// - A position is handled by LPP = D/8 lanes, each holding 8 dims (one 16-byte load of 8 halves):
+//   a simdgroup covers PPW = 32/LPP positions at once, the threadgroup PPB = 4*PPW; a thread's dims
+//   are 8*(lane % LPP) .. +7 and its positions p0 + it*PPB + warp*PPW + lane/LPP, it < 32/PPB.
+//   D (64, 128, 256) and GM (1, 2, 4, 8: the smallest holding G) are template parameters.
+// - Scores: per head, 8 products then a shuffle-xor reduction over the LPP lanes of the position;
+//   stored in threadgroup memory sc[g][32] (-inf past len).
+// - Softmax of the chunk: simdgroup w takes heads w, w + 4, ...: m = max, e = exp(s - m), l = sum e.
+// - Values: each thread loads its V rows once and accumulates e * v for its 8 dims and all G heads
+//   in registers; then, head by head, the PPB position groups are summed through threadgroup memory.
+//   The threadgroup writes [m, l, acc[0..D-1]] per head to part[t][h][s].
 // Stage 2, attention_combine_f32: grid (nHeads, T), threadgroup D threads; thread d merges the
-// ceil(len / 256) partials: M = max m_s, out[d] = sum acc_s[d] e^(m_s - M) / sum l_s e^(m_s - M).
-// exp is precise::exp: exp(-inf) must be exactly 0 for the first position's rescale.
+// ceil(len / 32) partials: M = max m_s, out[d] = sum acc_s[d] e^(m_s - M) / sum l_s e^(m_s - M).
+// q must be 16-byte aligned (the host checks). exp and rsqrt are precise:: (metal/README.md).
+// Threadgroup memory: 1 KiB scores + 16.3 KiB reduction, inside Apple's 32 KiB.
 
 import { COMMON, type KernelFile } from "./common.ts";
 
-export const ATT_CHUNK = 256;
+export const ATT_CHUNK = 32; // as CUDA (tuned there on an H200; not yet on a Mac)
+/** Largest GQA group (query heads per kv head) the kernel holds in registers. */
+export const ATT_MAX_GROUP = 8;
 
 export const attention_f32: KernelFile = {
   file: "attention_f32",
   kernels: ["attention_partial_f32", "attention_combine_f32"],
   source: COMMON + /* metal */ `
 #define CHUNK ${ATT_CHUNK}
-#define WARPS 4
-#define MAXDPL 8
+#define MAXG ${ATT_MAX_GROUP}
+#define NT 128
+
+template <int D, int GM>
+inline void attention_partial(
+    device const float* q, device const u16* kc, device const u16* vc, device float* part,
+    int len, int nH, int nKv, int S, threadgroup float (*sc)[CHUNK], threadgroup float* sm, threadgroup float* sl,
+    threadgroup float (*red)[256 + 4], uint3 tid3, uint3 bid) {
+  constexpr int LPP = D / 8, PPW = 32 / LPP, PPB = 4 * PPW, IT = CHUNK / PPB;
+  const int tid = int(tid3.x);
+  const int s = int(bid.x), kvh = int(bid.y), t = int(bid.z);
+  const int p0 = s * CHUNK;
+  const int G = nH / nKv, lane = tid & 31, warp = tid >> 5;
+  const int sub = lane % LPP, d0 = 8 * sub, grp = warp * PPW + lane / LPP;
+  const ulong stride = (ulong)nKv * D;
+  const float scale = precise::rsqrt((float)D);
+
+  float qr[GM][8];
+  #pragma unroll
+  for (int g = 0; g < GM; g++) {
+    if (g < G) {
+      device const float4* qp = reinterpret_cast<device const float4*>(q + ((ulong)t * nH + kvh * G + g) * D + d0);
+      const float4 a = qp[0], b = qp[1];
+      qr[g][0] = a.x; qr[g][1] = a.y; qr[g][2] = a.z; qr[g][3] = a.w;
+      qr[g][4] = b.x; qr[g][5] = b.y; qr[g][6] = b.z; qr[g][7] = b.w;
+    }
+  }
+  // scores for every position of the chunk: all IT key loads first, then the dots
+  uint4 kw[IT];
+  #pragma unroll
+  for (int it = 0; it < IT; it++) {
+    const int p = p0 + it * PPB + grp;
+    kw[it] = p < len ? *reinterpret_cast<device const uint4*>(kc + p * stride + kvh * D + d0) : uint4(0u, 0u, 0u, 0u);
+  }
+  #pragma unroll
+  for (int it = 0; it < IT; it++) {
+    const int i = it * PPB + grp, p = p0 + i;
+    const u32 kk[4] = {kw[it].x, kw[it].y, kw[it].z, kw[it].w};
+    float kf[8];
+    #pragma unroll
+    for (int j = 0; j < 4; j++) { kf[2 * j] = h2f((u16)(kk[j] & 0xffff)); kf[2 * j + 1] = h2f((u16)(kk[j] >> 16)); }
+    #pragma unroll
+    for (int g = 0; g < GM; g++) {
+      if (g < G) {
+        float dot = 0.f;
+        #pragma unroll
+        for (int j = 0; j < 8; j++) dot += qr[g][j] * kf[j];
+        #pragma unroll
+        for (ushort o = LPP / 2; o > 0; o >>= 1) dot += simd_shuffle_xor(dot, o);
+        if (sub == 0) sc[g][i] = p < len ? dot * scale : NEG_INF;
+      }
+    }
+  }
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  // softmax over the chunk, one simdgroup per head
+  for (int g = warp; g < G; g += NT / 32) {
+    float v[CHUNK / 32], m = NEG_INF, l = 0.f;
+    #pragma unroll
+    for (int k = 0; k < CHUNK / 32; k++) { v[k] = sc[g][lane + 32 * k]; m = fmax(m, v[k]); }
+    m = warp_max(m);
+    #pragma unroll
+    for (int k = 0; k < CHUNK / 32; k++) {
+      const float e = v[k] == NEG_INF ? 0.f : precise::exp(v[k] - m);
+      sc[g][lane + 32 * k] = e;
+      l += e;
+    }
+    l = warp_sum(l);
+    if (lane == 0) { sm[g] = m; sl[g] = l; }
+  }
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  // weighted values: each V row loaded once for all G heads
+  uint4 vw[IT];
+  #pragma unroll
+  for (int it = 0; it < IT; it++) {
+    const int p = p0 + it * PPB + grp;
+    vw[it] = p < len ? *reinterpret_cast<device const uint4*>(vc + p * stride + kvh * D + d0) : uint4(0u, 0u, 0u, 0u);
+  }
+  float acc[GM][8];
+  #pragma unroll
+  for (int g = 0; g < GM; g++) {
+    #pragma unroll
+    for (int j = 0; j < 8; j++) acc[g][j] = 0.f;
+  }
+  #pragma unroll
+  for (int it = 0; it < IT; it++) {
+    const int i = it * PPB + grp;
+    const u32 vv[4] = {vw[it].x, vw[it].y, vw[it].z, vw[it].w};
+    float vf[8];
+    #pragma unroll
+    for (int j = 0; j < 4; j++) { vf[2 * j] = h2f((u16)(vv[j] & 0xffff)); vf[2 * j + 1] = h2f((u16)(vv[j] >> 16)); }
+    #pragma unroll
+    for (int g = 0; g < GM; g++) {
+      if (g < G) {
+        const float e = sc[g][i]; // 0 past len
+        #pragma unroll
+        for (int j = 0; j < 8; j++) acc[g][j] += e * vf[j];
+      }
+    }
+  }
+  // sum the PPB position groups per head through threadgroup memory; write [m, l, acc]
+  device float* dst = part + ((ulong)t * nH + kvh * G) * S * (D + 2) + (ulong)s * (D + 2);
+  #pragma unroll
+  for (int g = 0; g < GM; g++) {
+    if (g < G) {
+      #pragma unroll
+      for (int j = 0; j < 8; j++) red[grp][d0 + j] = acc[g][j];
+      threadgroup_barrier(mem_flags::mem_threadgroup);
+      device float* out = dst + (ulong)g * S * (D + 2);
+      for (int d = tid; d < D; d += NT) {
+        float a = 0.f;
+        #pragma unroll
+        for (int r = 0; r < PPB; r++) a += red[r][d];
+        out[2 + d] = a;
+      }
+      if (tid == 0) { out[0] = sm[g]; out[1] = sl[g]; }
+      threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+  }
+}
+
 kernel void attention_partial_f32(
     device const float* q [[buffer(0)]], device const u16* kc [[buffer(1)]], device const u16* vc [[buffer(2)]],
     device float* part [[buffer(3)]], device const int* step [[buffer(4)]],
     constant int& nH [[buffer(5)]], constant int& nKv [[buffer(6)]], constant int& D [[buffer(7)]],
     constant int& S [[buffer(8)]],
-    uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]],
-    uint3 bdim3 [[threads_per_threadgroup]]) {
+    uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
   // position builtins are all uint3 here: MSL wants one vector width across them
-  const uint tid = tid3.x, bdim = bdim3.x;
-  threadgroup float sm[WARPS], sl[WARPS];
-  threadgroup float sacc[WARPS][MAXDPL * 32];
-  const int s = int(bid.x), h = int(bid.y), t = int(bid.z);
-  const int len = step[STEP_POS] + t + 1;
-  const int p0 = s * CHUNK;
-  if (p0 >= len) return;
-  const int p1 = min(len, p0 + CHUNK);
-  const int lane = int(tid & 31), warp = int(tid >> 5), dpl = D >> 5;
-  const int kvh = h / (nH / nKv);
-  const ulong stride = (ulong)nKv * D;
-  const float scale = precise::rsqrt((float)D);
-  device const float* qp = q + ((ulong)t * nH + h) * D;
-  float qr[MAXDPL], acc[MAXDPL];
-  #pragma unroll
-  for (int j = 0; j < MAXDPL; j++) { qr[j] = j < dpl ? qp[lane + 32 * j] : 0.f; acc[j] = 0.f; }
-  float m = NEG_INF, l = 0.f;
-  for (int p = p0 + warp; p < p1; p += WARPS) {
-    device const u16* kp = kc + p * stride + kvh * D;
-    device const u16* vp = vc + p * stride + kvh * D;
-    float dot = 0.f;
-    #pragma unroll
-    for (int j = 0; j < MAXDPL; j++) if (j < dpl) dot += qr[j] * h2f(kp[lane + 32 * j]);
-    dot = warp_sum(dot) * scale;
-    const float mn = fmax(m, dot);
-    const float corr = precise::exp(m - mn), e = precise::exp(dot - mn);
-    l = l * corr + e;
-    #pragma unroll
-    for (int j = 0; j < MAXDPL; j++) if (j < dpl) acc[j] = acc[j] * corr + e * h2f(vp[lane + 32 * j]);
-    m = mn;
-  }
-  if (lane == 0) { sm[warp] = m; sl[warp] = l; }
-  #pragma unroll
-  for (int j = 0; j < MAXDPL; j++) if (j < dpl) sacc[warp][lane + 32 * j] = acc[j];
-  threadgroup_barrier(mem_flags::mem_threadgroup);
-  float M = sm[0];
-  #pragma unroll
-  for (int w = 1; w < WARPS; w++) M = fmax(M, sm[w]);
-  device float* dst = part + (((ulong)t * nH + h) * S + s) * (D + 2);
-  for (int d = int(tid); d < D; d += int(bdim)) {
-    float a = 0.f;
-    #pragma unroll
-    for (int w = 0; w < WARPS; w++) if (sl[w] > 0.f) a += sacc[w][d] * precise::exp(sm[w] - M);
-    dst[2 + d] = a;
-  }
-  if (tid == 0) {
-    float L = 0.f;
-    #pragma unroll
-    for (int w = 0; w < WARPS; w++) if (sl[w] > 0.f) L += sl[w] * precise::exp(sm[w] - M);
-    dst[0] = M; dst[1] = L;
-  }
+  threadgroup float sc[MAXG][CHUNK];
+  threadgroup float sm[MAXG], sl[MAXG];
+  threadgroup float red[NT / 32 * 32 / 8][256 + 4]; // [position group][dim], padded
+  const int len = step[STEP_POS] + int(bid.z) + 1;
+  if (int(bid.x) * CHUNK >= len) return; // the whole threadgroup: no barrier is skipped
+  // GM: the smallest of 1, 2, 4, 8 holding the group G = nH / nKv (registers are sized by GM)
+  const int G = nH / nKv;
+#define ATT_CASE(DD, GG) if (D == DD && G <= GG) return attention_partial<DD, GG>(q, kc, vc, part, len, nH, nKv, S, sc, sm, sl, red, tid3, bid);
+#define ATT_D(DD) ATT_CASE(DD, 1) ATT_CASE(DD, 2) ATT_CASE(DD, 4) ATT_CASE(DD, 8)
+  ATT_D(64) ATT_D(128) ATT_D(256)
+#undef ATT_D
+#undef ATT_CASE
 }
 
 kernel void attention_combine_f32(device const float* part [[buffer(0)]], device float* out [[buffer(1)]],
@@ -92,8 +180,7 @@ kernel void attention_combine_f32(device const float* part [[buffer(0)]], device
                                   constant int& D [[buffer(4)]], constant int& S [[buffer(5)]],
                                   uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
   // position builtins are all uint3 here: MSL wants one vector width across them
-  const uint tid = tid3.x;
-  const int h = int(bid.x), t = int(bid.y), d = int(tid);
+  const int h = int(bid.x), t = int(bid.y), d = int(tid3.x);
   const int len = step[STEP_POS] + t + 1;
   const int ns = (len + CHUNK - 1) / CHUNK;
   device const float* base = part + ((ulong)t * nH + h) * S * (D + 2);

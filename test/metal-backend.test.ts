@@ -29,7 +29,8 @@ describe("metal backend host code (fake shim) vs CPU", () => {
     return [await gpu.read(f(gpu)), await cpu.read(f(cpu))];
   }
 
-  for (const [N, K, affine] of [[131, 1152, true], [4098, 4096, false]] as const) {
+  // the fast kernel's table fills 32 KiB at K = QMV_MAX_K = 2048 (metal/qmv_q1_f32.ts)
+  for (const [N, K, affine] of [[131, 1152, true], [4098, 2048, false], [5, 128, true]] as const) {
     test(`matvec ${N}x${K}: exact, fast and legacy, each picked as asked`, async () => {
       const rng = new Rng(N + K), w = exactQ1(rng, N, K, affine), x = smallInts(rng, K);
       const co = cpu.alloc(N);
@@ -52,12 +53,14 @@ describe("metal backend host code (fake shim) vs CPU", () => {
     expect(fake.stats.perCommit.at(-1)).toEqual(["qmv_q1_f32_legacy"]);
   });
 
-  test("matvec with K = 12288 (x does not fit 32 KiB of threadgroup memory) uses the legacy kernel", async () => {
-    const rng = new Rng(3), w = exactQ1(rng, 40, 12288), x = smallInts(rng, 12288);
-    const [g, c] = await both((b) => { const o = b.alloc(40); b.matmul(o, b.upload(x), b.uploadQ1(w), 1); return o; });
-    expect(maxAbsDiff(g, c)).toBe(0);
-    expect(fake.stats.perCommit.at(-1)).toEqual(["qmv_q1_f32_legacy"]);
-  });
+  for (const K of [2176, 4096, 12288]) {
+    test(`matvec with K = ${K} > QMV_MAX_K (the table does not fit 32 KiB) uses the legacy kernel`, async () => {
+      const rng = new Rng(K), w = exactQ1(rng, 40, K), x = smallInts(rng, K);
+      const [g, c] = await both((b) => { const o = b.alloc(40); b.matmul(o, b.upload(x), b.uploadQ1(w), 1); return o; });
+      expect(maxAbsDiff(g, c)).toBe(0);
+      expect(fake.stats.perCommit.at(-1)).toEqual(["qmv_q1_f32_legacy"]);
+    });
+  }
 
   test("matmul M=17 N=67 K=1152 (tails): exact", async () => {
     const rng = new Rng(17), w = exactQ1(rng, 67, 1152, true), x = smallInts(rng, 17 * 1152);
@@ -79,9 +82,48 @@ describe("metal backend host code (fake shim) vs CPU", () => {
     expect(maxAbsDiff(a1, a2)).toBe(0);
   });
 
+  // dim 640: float4 path; 642: scalar path; a slice at 1 float: not 16-byte aligned, scalar path
+  for (const [rows, dim, off] of [[3, 640, 0], [2, 642, 0], [2, 640, 1]] as const) {
+    test(`addRmsnorm ${rows}x${dim}${off ? " (unaligned)" : ""}: x += delta exact, out within 1e-5; one add_rmsnorm_f32`, async () => {
+      const rng = new Rng(rows * dim + off), x = floats(rng, rows * dim + off, 3), dl = floats(rng, rows * dim, 3), nw = floats(rng, dim);
+      const run = async (b: Backend) => {
+        const xb = b.slice(b.upload(x), off, rows * dim), o = b.alloc(rows * dim);
+        b.addRmsnorm(xb, b.upload(dl), b.upload(nw), o, rows, dim, 1e-6);
+        return { x: await b.read(xb), o: await b.read(o) };
+      };
+      const g = await run(gpu), c = await run(cpu);
+      expect(fake.stats.perCommit.at(-1)).toEqual(["add_rmsnorm_f32"]);
+      expect(maxAbsDiff(g.x, c.x)).toBe(0);
+      expect(maxAbsDiff(g.o, c.o)).toBeLessThanOrEqual(1e-5);
+    });
+  }
+
+  test("addRmsnorm in place (out = x), rmsnorm on an unaligned slice; overlaps with delta throw", async () => {
+    const rng = new Rng(21), x = floats(rng, 2 * 512 + 1, 3), dl = floats(rng, 2 * 512, 3), nw = floats(rng, 512);
+    const [a1, a2] = await both((b) => { const xb = b.upload(x.subarray(0, 1024)); b.addRmsnorm(xb, b.upload(dl), b.upload(nw), xb, 2, 512, 1e-6); return xb; });
+    expect(maxAbsDiff(a1, a2)).toBeLessThanOrEqual(1e-5);
+    const [r1, r2] = await both((b) => { const xb = b.slice(b.upload(x), 1, 1024); b.rmsnorm(xb, xb, b.upload(nw), 2, 512, 1e-6); return xb; });
+    expect(maxAbsDiff(r1, r2)).toBeLessThanOrEqual(1e-5);
+    const buf = gpu.alloc(2048), w = gpu.upload(nw);
+    expect(() => gpu.addRmsnorm(gpu.slice(buf, 0, 1024), gpu.slice(buf, 512, 1024), w, gpu.alloc(1024), 2, 512, 1e-6)).toThrow(/overlaps/);
+    expect(() => gpu.addRmsnorm(gpu.alloc(1024), gpu.slice(buf, 0, 1024), w, gpu.slice(buf, 1000, 1024), 2, 512, 1e-6)).toThrow(/overlaps/);
+  });
+
+  test("copy2d: strided rows, exact; empty is a no-op; bad strides throw", async () => {
+    const rng = new Rng(8), src = floats(rng, 7 * 96);
+    const [c1, c2] = await both((b) => { const d = b.alloc(7 * 40 + 3); b.copy2d(b.slice(d, 3, 7 * 40), 40, b.upload(src), 96, 7, 33); return d; });
+    expect(maxAbsDiff(c1, c2)).toBe(0);
+    expect(fake.stats.perCommit.at(-1)).toEqual(["copy2d_f32"]);
+    const n = fake.stats.dispatches;
+    gpu.copy2d(gpu.alloc(4), 4, gpu.alloc(4), 4, 0, 4);
+    expect(() => gpu.copy2d(gpu.alloc(64), 8, gpu.alloc(64), 8, 8, 9)).toThrow(/exceed/);
+    gpu.sync();
+    expect(fake.stats.dispatches).toBe(n);
+  });
+
   const shape: AttnShape = { nHeads: 4, nKvHeads: 2, headDim: 64 };
   const rope = ropeSpec(parseConfig(configJson(PRESETS.tiny!)));
-  for (const c of [{ pos: 6, T: 1, fill: 6, ctx: 16 }, { pos: 0, T: 7, fill: 0, ctx: 16 }, { pos: 300, T: 1, fill: 300, ctx: 600 }]) {
+  for (const c of [{ pos: 6, T: 1, fill: 6, ctx: 16 }, { pos: 0, T: 7, fill: 0, ctx: 16 }, { pos: 300, T: 1, fill: 300, ctx: 600 }, { pos: 60, T: 5, fill: 60, ctx: 70 }]) {
     test(`qkNormRopeAppend + attention at ${c.pos}, T=${c.T} (f16 cache: 5e-3)`, async () => {
       const rng = new Rng(c.pos + c.T), D = 64;
       const qn = floats(rng, D).map((v) => 1 + 0.25 * v), kn = floats(rng, D).map((v) => 1 + 0.25 * v);
@@ -149,6 +191,12 @@ describe("metal backend host code (fake shim) vs CPU", () => {
       gpu.freeKV(kv);
       expect(() => gpu.attention(gpu.alloc(256), gpu.alloc(256), shape, kv, 0, 1)).toThrow(/freed/);
     }
+    gpu.setStep(0, Int32Array.of(0));
+    const wide: AttnShape = { nHeads: 18, nKvHeads: 2, headDim: 64 }, kv9 = gpu.allocKV(1, 4, 2, 64);
+    expect(() => gpu.attention(gpu.alloc(18 * 64), gpu.alloc(18 * 64), wide, kv9, 0, 1)).toThrow(/at most 8/);
+    const q = gpu.alloc(4 * 64 + 1);
+    expect(() => gpu.attention(gpu.alloc(256), gpu.slice(q, 1, 256), shape, gpu.allocKV(1, 4, 2, 64), 0, 1)).toThrow(/16-byte aligned/);
+    expect(() => gpu.allocKV(1, 4, 1, 192) && gpu.attention(gpu.alloc(192), gpu.alloc(192), { nHeads: 1, nKvHeads: 1, headDim: 192 }, gpu.allocKV(1, 4, 1, 192), 0, 1)).toThrow(/64, 128 or 256/);
     gpu.sync();
     expect(fake.stats.dispatches).toBe(n);
   });

@@ -11,7 +11,9 @@
 import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import type { MetalLib } from "../../ffi/metal.ts";
 import { sampleHost } from "../../src/backend/gpu-sample.ts";
-import { qmvSharedBytes } from "../qmv_q1_f32.ts";
+import { qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../qmv_q1_f32.ts";
+import { ATT_CHUNK, ATT_MAX_GROUP } from "../attention_f32.ts";
+import { RMS_MAX_VEC_DIM, RMS_THREADS } from "../rmsnorm_f32.ts";
 
 type Binding = { ab: ArrayBuffer; offset: number } | { bytes: Uint8Array };
 interface Dispatch { kernel: string; grid: number[]; block: number[]; args: Binding[]; tg: number }
@@ -190,10 +192,18 @@ function run(d: Dispatch): void {
       }
       return;
     }
-    case "rmsnorm_f32": {
-      const x = a.f32(0), wt = a.f32(1), out = a.f32(2), dim = a.int(3), eps = a.float(4);
-      need(d, bx % 32 === 0, "block_sum needs whole simdgroups");
+    case "rmsnorm_f32":
+    case "add_rmsnorm_f32": {
+      const fused = d.kernel === "add_rmsnorm_f32", o = fused ? 1 : 0;
+      const x = a.f32(0), delta = fused ? a.f32(1) : null, wt = a.f32(1 + o), out = a.f32(2 + o);
+      const dim = a.int(3 + o), eps = a.float(4 + o), vec = a.int(5 + o);
+      need(d, bx === RMS_THREADS, `${RMS_THREADS} threads (NT is compiled in)`);
+      if (vec) {
+        const aligned = [x, wt, out, ...(delta ? [delta] : [])].every((v) => v.byteOffset % 16 === 0);
+        need(d, dim % 4 === 0 && dim <= RMS_MAX_VEC_DIM && aligned, `vec only for dim % 4 == 0, dim <= ${RMS_MAX_VEC_DIM}, 16-byte aligned rows`);
+      }
       for (let r = 0; r < gx; r++) {
+        if (delta) for (let i = 0; i < dim; i++) x[r * dim + i] = x[r * dim + i]! + delta[r * dim + i]!;
         let ss = 0;
         for (let i = 0; i < dim; i++) ss += x[r * dim + i]! ** 2;
         const inv = f(1 / Math.sqrt(f(ss / dim) + eps));
@@ -204,11 +214,14 @@ function run(d: Dispatch): void {
     case "qmv_q1_f32":
     case "qmv_q1_f32_legacy": {
       const w = a.u32(0), sc = a.f16(1), bi = a.f16(2), x = a.f32(3), y = a.f32(4), N = a.int(5), K = a.int(6);
-      const rowsPerGroup = (bx / 32) * (d.kernel === "qmv_q1_f32" ? 4 : 1);
-      need(d, bx % 32 === 0 && gx * rowsPerGroup >= N, `${rowsPerGroup} rows per threadgroup cover N = ${N}`);
       if (d.kernel === "qmv_q1_f32") {
-        need(d, x.byteOffset % 16 === 0, "x 16-byte aligned");
-        need(d, d.tg >= qmvSharedBytes(K) && d.tg <= 32768, `x staged in ${qmvSharedBytes(K)} bytes of threadgroup memory (got ${d.tg})`);
+        // persistent: any grid covers N through the row stride, but no threadgroup may be rowless
+        need(d, bx === QMV_THREADS && gx >= 1 && gx <= Math.ceil(N / (QMV_THREADS / 32)), `${QMV_THREADS} threads, 1 .. ceil(N/16) threadgroups`);
+        need(d, K <= QMV_MAX_K, `K <= ${QMV_MAX_K} (the table fills 32 KiB)`);
+        need(d, x.byteOffset % 16 === 0 && w.byteOffset % 16 === 0, "x and w 16-byte aligned");
+        need(d, d.tg >= qmvSharedBytes(K) && d.tg <= 32768, `the table in ${qmvSharedBytes(K)} bytes of threadgroup memory (got ${d.tg})`);
+      } else {
+        need(d, bx % 32 === 0 && gx * (bx / 32) >= N, `${bx / 32} rows per threadgroup cover N = ${N}`);
       }
       for (let r = 0; r < N; r++) y[r] = q1dot(w, sc, bi, x, 0, r, K);
       return;
@@ -217,6 +230,12 @@ function run(d: Dispatch): void {
       const w = a.u32(0), sc = a.f16(1), bi = a.f16(2), x = a.f32(3), out = a.f32(4), M = a.int(5), N = a.int(6), K = a.int(7);
       need(d, bx === 256 && gx * 64 >= N && gy * 64 >= M, "64x64 tiles of 256 threads");
       for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) out[m * N + n] = q1dot(w, sc, bi, x, m * K, n, K);
+      return;
+    }
+    case "copy2d_f32": {
+      const src = a.f32(0), dst = a.f32(1), ss = a.int(2), ds = a.int(3), rows = a.int(4), cols = a.int(5);
+      need(d, gx >= 1 && bx >= 1, "a grid-stride loop");
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) dst[r * ds + c] = src[r * ss + c]!;
       return;
     }
     case "swiglu_f32":
@@ -261,14 +280,16 @@ function run(d: Dispatch): void {
     case "attention_partial_f32": {
       const q = a.f32(0), kc = a.f16(1), vc = a.f16(2), part = a.f32(3), step = a.i32(4);
       const nH = a.int(5), nKv = a.int(6), D = a.int(7), S = a.int(8);
-      need(d, gx === S && gy === nH && gz === step[1] && bx === 128, "grid (S, nHeads, T), 128 threads");
+      need(d, gx === S && gy === nKv && gz === step[1] && bx === 128, "grid (S, nKv, T), 128 threads");
+      need(d, [64, 128, 256].includes(D) && nH % nKv === 0 && nH / nKv <= ATT_MAX_GROUP, `D in 64/128/256, at most ${ATT_MAX_GROUP} heads per kv head`);
+      need(d, q.byteOffset % 16 === 0, "q 16-byte aligned");
       const scale = 1 / Math.sqrt(D), stride = nKv * D;
       for (let t = 0; t < gz; t++) {
         const len = step[0]! + t + 1;
         for (let h = 0; h < nH; h++) {
           const kvh = Math.floor(h / (nH / nKv)) * D, qo = (t * nH + h) * D;
           for (let s = 0; s < S; s++) {
-            const p0 = s * 256, p1 = Math.min(len, p0 + 256);
+            const p0 = s * ATT_CHUNK, p1 = Math.min(len, p0 + ATT_CHUNK);
             if (p0 >= len) continue;
             const sc: number[] = [];
             for (let p = p0; p < p1; p++) {
@@ -294,7 +315,7 @@ function run(d: Dispatch): void {
       const part = a.f32(0), out = a.f32(1), step = a.i32(2), nH = a.int(3), D = a.int(4), S = a.int(5);
       need(d, gx === nH && gy === step[1] && bx === D, "grid (nHeads, T), D threads");
       for (let t = 0; t < gy; t++) {
-        const ns = Math.ceil((step[0]! + t + 1) / 256);
+        const ns = Math.ceil((step[0]! + t + 1) / ATT_CHUNK);
         for (let h = 0; h < nH; h++) {
           const base = (t * nH + h) * S * (D + 2);
           let M = -Infinity;

@@ -38,7 +38,12 @@ struct half {
 // ---- vector types (members and operators we use) --------------------------------------------------
 struct uint2 { uint x, y; };
 struct uint3 { uint x, y, z; };
-struct uint4 { uint x, y, z, w; };
+struct uint4 {
+  uint x, y, z, w;
+  uint4() = default;
+  explicit uint4(uint);
+  uint4(uint, uint, uint, uint);
+};
 struct ushort2 { ushort x, y; };
 struct float2 {
   float x, y;

@@ -10,16 +10,24 @@
 //   the next step's step buffer can be written; `read` and `sampleToken` commit and wait.
 // - Every op validates ownership and sizes here, in TypeScript, before any FFI call, and the device
 //   layer (device.ts) checks every buffer range again against the buffer it binds.
-// Grids and threadgroup sizes are the CUDA backend's (src/backend/cuda/index.ts), kernel for kernel.
+// Grids and threadgroup sizes are the CUDA backend's (src/backend/cuda/index.ts), kernel for kernel,
+// except qmv_q1_f32's persistent grid (QMV_GRID_CAP, not #SMs) and its K limit (see metal/qmv_q1_f32.ts).
 
-import { needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
+import { checkCopy2d, needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
 import { sampleHost, type SamplingParams } from "../gpu-sample.ts";
 import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
-import { qmvSharedBytes, QMV_ROWS, QMV_WARPS } from "../../../metal/qmv_q1_f32.ts";
-import { ATT_CHUNK } from "../../../metal/attention_f32.ts";
+import { qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../metal/qmv_q1_f32.ts";
+import { ATT_CHUNK, ATT_MAX_GROUP } from "../../../metal/attention_f32.ts";
+import { RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../metal/rmsnorm_f32.ts";
 import type { MetalLib } from "../../../ffi/metal.ts";
 import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
 import { loadKernels, SIGS } from "./kernels.ts";
+
+/**
+ * Threadgroups of the persistent qmv_q1_f32 grid. CUDA uses #SMs; Metal reports no core count
+ * (Apple GPUs have 8 to 80), so this is a guess to tune on a Mac.
+ */
+const QMV_GRID_CAP = 64;
 
 /** macOS on Apple silicon maps memory in 16 KiB pages; no-copy buffers start on one. */
 const PAGE = 16384;
@@ -210,8 +218,9 @@ export class MetalBackend implements Backend {
     if (!Number.isInteger(layer) || layer < 0 || layer >= c.layers) throw new Error(`${op}: layer ${layer} outside 0..${c.layers - 1}`);
     if (shape.nKvHeads !== c.nKvHeads || shape.headDim !== c.headDim) throw new Error(`${op}: cache is [${c.nKvHeads} kv heads, ${c.headDim}] but the shape says [${shape.nKvHeads}, ${shape.headDim}]`);
     const { nHeads, nKvHeads, headDim } = shape;
-    if (!(nHeads % nKvHeads === 0) || headDim % 64 !== 0 || headDim > 256) {
-      throw new Error(`${op}: unsupported shape (heads ${nHeads} must be a multiple of kv heads ${nKvHeads}; headDim ${headDim} a multiple of 64, at most 256)`);
+    // headDim: attention_partial_f32 has cases for 64, 128 and 256 only (CUDA also lets 192 through)
+    if (!(nHeads % nKvHeads === 0) || ![64, 128, 256].includes(headDim)) {
+      throw new Error(`${op}: unsupported shape (heads ${nHeads} must be a multiple of kv heads ${nKvHeads}; headDim ${headDim} must be 64, 128 or 256)`);
     }
     return c;
   }
@@ -261,15 +270,26 @@ export class MetalBackend implements Backend {
   }
 
   addRmsnorm(x: Buf, delta: Buf, weight: Buf, out: Buf, rows: number, dim: number, eps: number): void {
-    this.add(x, x, delta, rows * dim); // TODO(twin): add_rmsnorm_f32, as on CUDA
-    this.rmsnorm(out, x, weight, rows, dim, eps);
+    const op = "addRmsnorm";
+    const xb = this.buf(op, x), d = this.buf(op, delta), w = this.buf(op, weight), o = this.buf(op, out);
+    this.int(op, "rows", rows); this.int(op, "dim", dim);
+    needLen(op, "x", x, rows * dim); needLen(op, "delta", delta, rows * dim); needLen(op, "out", out, rows * dim); needLen(op, "weight", weight, dim);
+    this.noOverlap(op, xb, rows * dim, d, rows * dim);
+    this.noOverlap(op, o, rows * dim, d, rows * dim);
+    if (!(o.mem === xb.mem && o.offset === xb.offset)) this.noOverlap(op, o, rows * dim, xb, rows * dim);
+    this.launch("add_rmsnorm_f32", [rows, 1, 1], [RMS_THREADS, 1, 1], [this.region(xb, rows * dim), this.region(d, rows * dim), this.region(w, dim),
+      this.region(o, rows * dim), i32(dim), f32(eps), i32(this.vec4(dim, xb, w, o, d))]);
+  }
+  /** 1 when rows of `dim` floats can be read as float4 and held in registers by the norm kernels. */
+  private vec4(dim: number, ...bufs: MetalBuf[]): number {
+    return dim % 4 === 0 && dim <= RMS_MAX_VEC_DIM && bufs.every((b) => b.offset % 16 === 0) ? 1 : 0;
   }
   rmsnorm(out: Buf, x: Buf, weight: Buf, rows: number, dim: number, eps: number): void {
     const o = this.buf("rmsnorm", out), xb = this.buf("rmsnorm", x), w = this.buf("rmsnorm", weight);
     this.int("rmsnorm", "rows", rows); this.int("rmsnorm", "dim", dim);
     needLen("rmsnorm", "x", x, rows * dim); needLen("rmsnorm", "out", out, rows * dim); needLen("rmsnorm", "weight", weight, dim);
     if (!(o.mem === xb.mem && o.offset === xb.offset)) this.noOverlap("rmsnorm", o, rows * dim, xb, rows * dim);
-    this.launch("rmsnorm_f32", [rows, 1, 1], [256, 1, 1], [this.region(xb, rows * dim), this.region(w, dim), this.region(o, rows * dim), i32(dim), f32(eps)]);
+    this.launch("rmsnorm_f32", [rows, 1, 1], [RMS_THREADS, 1, 1], [this.region(xb, rows * dim), this.region(w, dim), this.region(o, rows * dim), i32(dim), f32(eps), i32(this.vec4(dim, xb, w, o))]);
   }
 
   matmul(out: Buf, x: Buf, w: Q1Weight, M: number): void {
@@ -280,12 +300,15 @@ export class MetalBackend implements Backend {
     const N = q.rows, K = q.cols;
     const args = [q.words, q.scales, q.biases, this.region(xb, M * K), this.region(o, M * N)];
     if (M === 1) {
-      const block = 32 * QMV_WARPS;
-      // the fast kernel loads x and w 16 bytes at a time, stages x in threadgroup memory (32 KiB on
-      // Apple GPUs: K <= 7936), and needs its full threadgroup
-      const fast = this.matvecVariant === "fast" && xb.offset % 16 === 0 && q.words.offset % 16 === 0 &&
-        qmvSharedBytes(K) <= MAX_THREADGROUP_MEMORY && this.dev.pipeline("qmv_q1_f32").maxThreads >= block;
-      if (fast) this.launch("qmv_q1_f32", [ceil(N, QMV_ROWS * QMV_WARPS), 1, 1], [block, 1, 1], [...args, i32(N), i32(K)], qmvSharedBytes(K));
+      // fast: nibble-table kernel, persistent (each threadgroup builds the table once). It loads x
+      // and w 16 bytes at a time, its table fills Apple's 32 KiB of threadgroup memory at
+      // K = QMV_MAX_K = 2048 (CUDA: 12288), and it needs its full threadgroup
+      const fast = this.matvecVariant === "fast" && xb.offset % 16 === 0 && q.words.offset % 16 === 0 && K <= QMV_MAX_K &&
+        qmvSharedBytes(K) <= MAX_THREADGROUP_MEMORY && this.dev.pipeline("qmv_q1_f32").maxThreads >= QMV_THREADS;
+      if (fast) {
+        const grid = Math.min(QMV_GRID_CAP, ceil(N, QMV_THREADS / 32));
+        this.launch("qmv_q1_f32", [grid, 1, 1], [QMV_THREADS, 1, 1], [...args, i32(N), i32(K)], qmvSharedBytes(K));
+      }
       else this.launch("qmv_q1_f32_legacy", [ceil(N, 8), 1, 1], [256, 1, 1], [...args, i32(N), i32(K)]);
       return;
     }
@@ -333,8 +356,10 @@ export class MetalBackend implements Backend {
       if (this.partials) this.retired.push(this.partials); // encoded work may still name it
       this.partials = this.dev.alloc(need);
     }
+    if (nHeads / shape.nKvHeads > ATT_MAX_GROUP) throw new Error(`${op}: ${nHeads / shape.nKvHeads} query heads per kv head; the kernel holds at most ${ATT_MAX_GROUP}`);
+    if (qb.offset % 16 !== 0) throw new Error(`${op}: q must be 16-byte aligned`);
     const part: Arg = { buf: this.partials, offset: 0, bytes: need }, step = this.stepArg(op);
-    this.launch("attention_partial_f32", [S, nHeads, T], [128, 1, 1], [this.region(qb, T * nHeads * D), c.k(layer), c.v(layer), part, step, i32(nHeads), i32(shape.nKvHeads), i32(D), i32(S)]);
+    this.launch("attention_partial_f32", [S, shape.nKvHeads, T], [128, 1, 1], [this.region(qb, T * nHeads * D), c.k(layer), c.v(layer), part, step, i32(nHeads), i32(shape.nKvHeads), i32(D), i32(S)]);
     this.launch("attention_combine_f32", [nHeads, T, 1], [D, 1, 1], [part, this.region(o, T * nHeads * D), step, i32(nHeads), i32(D), i32(S)]);
   }
 
@@ -349,6 +374,16 @@ export class MetalBackend implements Backend {
   }
   swiglu(out: Buf, gate: Buf, up: Buf, n: number): void { this.elementwise("swiglu_f32", "swiglu", out, gate, up, n); }
   add(out: Buf, a: Buf, b: Buf, n: number): void { this.elementwise("add_f32", "add", out, a, b, n); }
+  copy2d(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void {
+    const d = this.buf("copy2d", dst), s = this.buf("copy2d", src);
+    checkCopy2d(dst, dstStride, src, srcStride, rows, cols);
+    if (rows * cols === 0) return;
+    if (rows * cols >= 2 ** 31) throw new Error(`copy2d: ${rows} x ${cols} too large for one call`);
+    const dn = (rows - 1) * dstStride + cols, sn = (rows - 1) * srcStride + cols;
+    this.noOverlap("copy2d", d, dn, s, sn);
+    const grid = Math.min(ceil(rows * cols, 256), 1024); // as elementwise: no core count on Metal
+    this.launch("copy2d_f32", [grid, 1, 1], [256, 1, 1], [this.region(s, sn), this.region(d, dn), i32(srcStride), i32(dstStride), i32(rows), i32(cols)]);
+  }
 
   // ---- optional fast paths ----------------------------------------------------------------------
   async sampleToken(logits: Buf, n: number, params: SamplingParams, rand: number): Promise<number> {
