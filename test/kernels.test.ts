@@ -119,6 +119,13 @@ for (const name of GPUS) {
       });
     }
 
+    t("attention refuses a head_dim its kernel has no case for (192) before any launch", () => {
+      const shape = { nHeads: 2, nKvHeads: 1, headDim: 192 }, cache = gpu.allocKV(1, 8, 1, 192);
+      gpu.setStep(0, new Int32Array(1));
+      expect(() => gpu.attention(gpu.alloc(384), gpu.alloc(384), shape, cache, 0, 1)).toThrow(/headDim 192 must be 64, 128 or 256/);
+      gpu.freeKV(cache);
+    });
+
     t("copy2d: a column block of a [17, 6144] row-major buffer, exact; bad strides refused", async () => {
       const rng = new Rng(4), src = floats(rng, 17 * 6144);
       const [g, c] = await both((b) => { const d = b.alloc(17 * 1024); b.copy2d(d, 1024, b.slice(b.upload(src), 4096, 17 * 6144 - 4096), 6144, 17, 1024); return d; });

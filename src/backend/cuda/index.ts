@@ -225,8 +225,8 @@ export class CudaBackend implements Backend {
     if (!Number.isInteger(layer) || layer < 0 || layer >= c.layers) throw new Error(`${op}: layer ${layer} outside 0..${c.layers - 1}`);
     if (shape.nKvHeads !== c.nKvHeads || shape.headDim !== c.headDim) throw new Error(`${op}: cache is [${c.nKvHeads} kv heads, ${c.headDim}] but the shape says [${shape.nKvHeads}, ${shape.headDim}]`);
     const { nHeads, nKvHeads, headDim } = shape;
-    if (!(nHeads % nKvHeads === 0) || headDim % 64 !== 0 || headDim > 256) {
-      throw new Error(`${op}: unsupported shape (heads ${nHeads} must be a multiple of kv heads ${nKvHeads}; headDim ${headDim} a multiple of 64, at most 256)`);
+    if (!(nHeads % nKvHeads === 0) || ![64, 128, 256].includes(headDim)) {
+      throw new Error(`${op}: unsupported shape (heads ${nHeads} must be a multiple of kv heads ${nKvHeads}; headDim ${headDim} must be 64, 128 or 256)`);
     }
     return c;
   }
