@@ -153,6 +153,7 @@ __device__ __forceinline__ void attention_partial(
 extern "C" __global__ void __launch_bounds__(NT) attention_partial_f32(
     const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc, float* __restrict__ part,
     const int* __restrict__ step, int nH, int nKv, int D, int S) {
+  PDL_WAIT(); PDL_LAUNCH();
   __shared__ float sc[MAXG][CHUNK];
   __shared__ float sm[MAXG], sl[MAXG];
   __shared__ float red[NT / 32 * 32 / 8][256 + 4]; // [position group][dim], padded
@@ -169,6 +170,7 @@ extern "C" __global__ void __launch_bounds__(NT) attention_partial_f32(
 
 extern "C" __global__ void attention_combine_f32(const float* __restrict__ part, float* __restrict__ out,
                                                  const int* __restrict__ step, int nH, int D, int S) {
+  PDL_WAIT(); PDL_LAUNCH();
   const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
   const int len = step[STEP_POS] + t + 1;
   const int ns = (len + CHUNK - 1) / CHUNK;

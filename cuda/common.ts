@@ -18,6 +18,18 @@ typedef unsigned long long u64;
 #define STEP_TOKENS 4
 #define FULL_MASK 0xffffffffu
 #define NEG_INF __int_as_float(0xff800000)
+// Programmatic dependent launch (Hopper): the host may start a kernel while the previous one in the
+// stream still runs. PDL_WAIT blocks until that kernel has finished and its writes are visible; every
+// kernel calls it before touching memory another kernel writes or reads (only a kernel's prefetch of
+// read-only weights may come first). PDL_LAUNCH lets the next kernel start as SMs free up.
+// Both are no-ops when the kernel was launched normally, and compiled out before sm_90.
+#if __CUDA_ARCH__ >= 900
+#define PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#define PDL_LAUNCH() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define PDL_WAIT()
+#define PDL_LAUNCH()
+#endif
 
 __device__ __forceinline__ float h2f(u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 __device__ __forceinline__ u16 f2h(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }

@@ -12,12 +12,14 @@ export const elementwise_f32: KernelFile = {
   kernels: ["swiglu_f32", "copy2d_f32", "add_f32"],
   source: COMMON + /* cuda */ `
 extern "C" __global__ void swiglu_f32(const float* gate, const float* up, float* out, int n) {
+  PDL_WAIT(); PDL_LAUNCH();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     const float g = gate[i];
     out[i] = g / (1.0f + expf(-g)) * up[i];
   }
 }
 extern "C" __global__ void copy2d_f32(const float* __restrict__ src, float* __restrict__ dst, int srcStride, int dstStride, int rows, int cols) {
+  PDL_WAIT(); PDL_LAUNCH();
   const int n = rows * cols;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     const int r = i / cols, c = i - r * cols;
@@ -25,6 +27,7 @@ extern "C" __global__ void copy2d_f32(const float* __restrict__ src, float* __re
   }
 }
 extern "C" __global__ void add_f32(const float* a, const float* b, float* out, int n) {
+  PDL_WAIT(); PDL_LAUNCH();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) out[i] = a[i] + b[i];
 }
 `,

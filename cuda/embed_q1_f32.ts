@@ -12,6 +12,7 @@ export const embed_q1_f32: KernelFile = {
   source: COMMON + /* cuda */ `
 extern "C" __global__ void embed_q1_f32(const u32* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
                                         const int* __restrict__ step, float* __restrict__ out, int K) {
+  PDL_WAIT(); PDL_LAUNCH();
   const int t = blockIdx.x;
   const size_t id = (size_t)step[STEP_TOKENS + t];
   const u32* row = w + id * (K >> 5);

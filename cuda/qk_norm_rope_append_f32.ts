@@ -21,6 +21,7 @@ extern "C" __global__ void qk_norm_rope_append_f32(
     float* q, const float* __restrict__ k, const float* __restrict__ v,
     const float* __restrict__ qn, const float* __restrict__ kn, const float* __restrict__ invFreq,
     u16* kc, u16* vc, const int* __restrict__ step, int nH, int nKv, int D, float eps, float attnFactor) {
+  PDL_WAIT(); PDL_LAUNCH();
   __shared__ float sh[32];
   const int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = D >> 1;
   const int pos = step[STEP_POS] + t;

@@ -23,6 +23,7 @@ export const qmm_q1_f32: KernelFile = {
 extern "C" __global__ void __launch_bounds__(256) qmm_q1_f32(
     const u32* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
     const float* __restrict__ x, float* __restrict__ out, int M, int N, int K) {
+  PDL_WAIT(); PDL_LAUNCH();
   __shared__ __align__(16) float xs[BK][BM + 4];
   __shared__ __align__(16) float ws[BK][BN + 4];
   const int t = threadIdx.x, tx = t & 15, ty = t >> 4;

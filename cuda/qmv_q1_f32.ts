@@ -158,6 +158,7 @@ __device__ __forceinline__ void qmv_rows(const uint4* __restrict__ w, const u16*
   };
   int r0 = blockIdx.x * WARPS + (threadIdx.x >> 5);
   load(r0, wa, sa, ba); // first weights in flight while the table is built
+  PDL_WAIT(); PDL_LAUNCH(); // x comes from the previous kernel; the weights did not
   build_table<ITS>(x, G, lut, sx);
   __syncthreads();
   float sxl[ITS];
@@ -213,6 +214,7 @@ __device__ __forceinline__ void qmv_rows_ring(const uint4* __restrict__ w, const
   };
   #pragma unroll
   for (int t = 0; t < T - 1; t++) issue(r0 + t * RB * S, t);
+  PDL_WAIT(); PDL_LAUNCH(); // x comes from the previous kernel; the weights did not
   build_table<1>(x, G, lut, sx);
   __syncthreads();
   const float sxl = sx[lane];
@@ -247,6 +249,7 @@ __device__ __forceinline__ void qmv_rows_ring(const uint4* __restrict__ w, const
 extern "C" __global__ void __launch_bounds__(THREADS, 1) qmv_q1_f32(
     const uint4* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
     const float* __restrict__ x, float* __restrict__ y, int N, int K) {
+  // PDL_WAIT comes after the weight prefetch, in qmv_rows / qmv_rows_ring
   extern __shared__ __align__(16) float smem[];
   const int G = K >> 7, ITS = (G + 31) >> 5;
   // the table starts at a 2048-byte aligned shared address, so base | nib == base + nib

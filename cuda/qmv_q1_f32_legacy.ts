@@ -19,6 +19,7 @@ export const qmv_q1_f32_legacy: KernelFile = {
 extern "C" __global__ void __launch_bounds__(256) qmv_q1_f32_legacy(
     const u32* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
     const float* __restrict__ x, float* __restrict__ y, int N, int K) {
+  PDL_WAIT(); PDL_LAUNCH();
   __shared__ float xs[CHUNK + CHUNK / 32];
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);

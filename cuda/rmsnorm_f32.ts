@@ -64,6 +64,7 @@ __device__ __forceinline__ void rms_row(float* x, const float* delta, const floa
 
 extern "C" __global__ void __launch_bounds__(NT) rmsnorm_f32(float* x, const float* __restrict__ weight, float* out,
                                                              int dim, float eps, int vec) {
+  PDL_WAIT(); PDL_LAUNCH();
   __shared__ float sh[32];
   const size_t o = (size_t)blockIdx.x * dim;
   rms_row(x + o, nullptr, weight, out + o, dim, eps, vec, sh);
@@ -71,6 +72,7 @@ extern "C" __global__ void __launch_bounds__(NT) rmsnorm_f32(float* x, const flo
 
 extern "C" __global__ void __launch_bounds__(NT) add_rmsnorm_f32(float* x, const float* delta, const float* __restrict__ weight,
                                                                  float* out, int dim, float eps, int vec) {
+  PDL_WAIT(); PDL_LAUNCH();
   __shared__ float sh[32];
   const size_t o = (size_t)blockIdx.x * dim;
   rms_row(x + o, delta + o, weight, out + o, dim, eps, vec, sh);

@@ -32,6 +32,7 @@ __device__ __forceinline__ u32 order_key(float v) {
 }
 
 extern "C" __global__ void argmax_f32(const float* __restrict__ x, int n, u64* best) {
+  PDL_WAIT(); PDL_LAUNCH();
   u64 b = 0;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     const u64 key = ((u64)order_key(x[i]) << 32) | (u64)(0xffffffffu - (u32)i);
@@ -62,6 +63,7 @@ __device__ __forceinline__ bool before(u32 ka, int ia, u32 kb, int ib) { return 
 
 extern "C" __global__ void __launch_bounds__(1024) sample_topk_topp_f32(
     const float* __restrict__ x, int n, int topK, float topP, float invTemp, float rand, u32* token) {
+  PDL_WAIT(); PDL_LAUNCH();
   __shared__ int shc[32];
   __shared__ u32 ck[MAXC];
   __shared__ int ci[MAXC];

@@ -35,6 +35,7 @@ const symbols = {
   cuModuleGetFunction: { args: [P, P, P], returns: I },
   cuFuncSetAttribute: { args: [P, I, I], returns: I },
   cuLaunchKernel: { args: [P, U, U, U, U, U, U, U, P, P, P], returns: I },
+  cuLaunchKernelEx: { args: [P, P, P, P], returns: I },
   cuStreamCreate: { args: [P, U], returns: I },
   cuStreamDestroy_v2: { args: [P], returns: I },
   cuStreamSynchronize: { args: [P], returns: I },
@@ -69,6 +70,23 @@ export const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 export const CU_STREAM_NON_BLOCKING = 1;
 export const CU_STREAM_CAPTURE_MODE_RELAXED = 2;
 export const CUDA_ERROR_OUT_OF_MEMORY = 2;
+/** CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION */
+const CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+
+/**
+ * A CUlaunchConfig (56 bytes) followed by one CUlaunchAttribute (72 bytes: id, pad, 64-byte value)
+ * asking for programmatic stream serialization. Its memory must outlive every launch made with it.
+ */
+export interface LaunchConfig { dv: DataView; bytes: Uint8Array }
+export function launchConfig(): LaunchConfig {
+  const buf = new ArrayBuffer(56 + 72);
+  const dv = new DataView(buf);
+  dv.setBigUint64(40, BigInt(ptr(buf) + 56), true); // attrs
+  dv.setUint32(48, 1, true); // numAttrs
+  dv.setUint32(56, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, true);
+  dv.setInt32(64, 1, true); // value.programmaticStreamSerializationAllowed
+  return { dv, bytes: new Uint8Array(buf) };
+}
 
 /** The driver API with checked calls. One instance per process (the primary context). */
 export class Cuda {
@@ -171,6 +189,22 @@ export class Cuda {
   }
   setMaxDynamicShared(fn: bigint, bytes: number): void {
     this.check("cuFuncSetAttribute", this.lib.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
+  }
+  /**
+   * A launch that may begin while the kernel before it in the stream is still running (Hopper's
+   * programmatic dependent launch): the kernel must run `griddepcontrol.wait` before it touches
+   * anything an earlier kernel writes or reads (cuda/common.ts PDL_WAIT). `cfg` is a stable
+   * CUlaunchConfig + one CUlaunchAttribute buffer from `launchConfig()`.
+   */
+  launchEx(fn: bigint, name: string, grid: [number, number, number], block: [number, number, number], shared: number, stream: bigint, params: BigUint64Array, lc: LaunchConfig): void {
+    const cfg = lc.dv;
+    // CUlaunchConfig: grid xyz, block xyz, sharedMemBytes (u32 x 7), hStream @32, attrs @40, numAttrs @48
+    cfg.setUint32(0, grid[0], true); cfg.setUint32(4, grid[1], true); cfg.setUint32(8, grid[2], true);
+    cfg.setUint32(12, block[0], true); cfg.setUint32(16, block[1], true); cfg.setUint32(20, block[2], true);
+    cfg.setUint32(24, shared, true);
+    cfg.setBigUint64(32, stream, true);
+    const code = this.lib.cuLaunchKernelEx(lc.bytes, fn, params, null);
+    if (code !== 0) this.check(`cuLaunchKernelEx(${name}, grid ${grid.join("x")}, block ${block.join("x")})`, code);
   }
   /** `params` is a void** array (one pointer per kernel argument), built once per kernel. */
   launch(fn: bigint, name: string, grid: [number, number, number], block: [number, number, number], shared: number, stream: bigint, params: BigUint64Array): void {

@@ -81,6 +81,8 @@ export class CudaBackend implements Backend {
   readonly cu: Cuda;
   readonly stream: bigint;
   readonly compileStats: CompileStats = { compiled: 0, cached: 0, ms: 0 };
+  /** Programmatic dependent launch: on sm_90+, unless BUNSAI_NO_PDL=1. */
+  readonly pdl: boolean;
   readonly kernelVariants = { matvec: ["fast", "legacy"] } as const;
   private matvecVariant: "fast" | "legacy";
   private readonly ctx: bigint;
@@ -108,6 +110,7 @@ export class CudaBackend implements Backend {
     const rt = cudaRuntime();
     this.cu = rt.cu;
     this.info = rt.dev;
+    this.pdl = rt.dev.ccMajor >= 9 && process.env.BUNSAI_NO_PDL !== "1";
     this.device = `${rt.dev.name} (${rt.dev.arch}, ${rt.dev.sms} SMs, ${fmtBytes(rt.dev.totalMem)})`;
     this.ctx = this.cu.retainPrimaryContext(rt.dev.handle);
     this.cu.setCurrent(this.ctx);
@@ -118,7 +121,7 @@ export class CudaBackend implements Backend {
       for (const name of kf.kernels) {
         const sig = SIGS[name];
         if (!sig) throw new Error(`cuda backend: no argument signature for kernel ${name}`);
-        this.k[name] = new Kernel(this.cu, this.cu.getFunction(mod, name), name, sig);
+        this.k[name] = new Kernel(this.cu, this.cu.getFunction(mod, name), name, sig, this.pdl);
       }
       if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, qmvMaxSharedBytes);
     }

@@ -6,7 +6,7 @@
 // during the call, so reusing the slots for the next launch is safe.
 
 import { ptr } from "bun:ffi";
-import type { Cuda } from "../../../ffi/cuda.ts";
+import { launchConfig, type Cuda, type LaunchConfig } from "../../../ffi/cuda.ts";
 
 /** Argument types: p = device pointer (u64), i = int32, f = float32. */
 export type Sig = string;
@@ -16,8 +16,12 @@ export class Kernel {
   private readonly slots: ArrayBuffer;
   private readonly dv: DataView;
   private readonly params: BigUint64Array;
+  /** Launch config for programmatic dependent launch, or null for a plain launch (BUNSAI_NO_PDL=1). */
+  private readonly pdl: LaunchConfig | null;
 
-  constructor(private readonly cu: Cuda, readonly fn: bigint, readonly name: string, readonly sig: Sig) {
+  /** `pdl`: launch with programmatic dependent launch (sm_90+; every kernel runs PDL_WAIT first). */
+  constructor(private readonly cu: Cuda, readonly fn: bigint, readonly name: string, readonly sig: Sig, pdl = false) {
+    this.pdl = pdl ? launchConfig() : null;
     this.slots = new ArrayBuffer(8 * Math.max(1, sig.length));
     this.dv = new DataView(this.slots);
     this.params = new BigUint64Array(Math.max(1, sig.length));
@@ -45,6 +49,7 @@ export class Kernel {
     if (!(grid[0] >= 1 && grid[0] < 2 ** 31 && grid[1] >= 1 && grid[1] <= 65535 && grid[2] >= 1 && grid[2] <= 65535)) {
       throw new Error(`${this.name}: grid ${grid.join("x")} out of range`);
     }
-    this.cu.launch(this.fn, this.name, grid, block, shared, stream, this.params);
+    if (this.pdl) this.cu.launchEx(this.fn, this.name, grid, block, shared, stream, this.params, this.pdl);
+    else this.cu.launch(this.fn, this.name, grid, block, shared, stream, this.params);
   }
 }
