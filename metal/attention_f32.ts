@@ -160,6 +160,7 @@ kernel void attention_partial_f32(
     constant int& nH [[buffer(5)]], constant int& nKv [[buffer(6)]], constant int& D [[buffer(7)]],
     constant int& S [[buffer(8)]],
     uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   // position builtins are all uint3 here: MSL wants one vector width across them
   threadgroup float sc[MAXG][CHUNK];
   threadgroup float sm[MAXG], sl[MAXG];
@@ -179,6 +180,7 @@ kernel void attention_combine_f32(device const float* part [[buffer(0)]], device
                                   device const int* step [[buffer(2)]], constant int& nH [[buffer(3)]],
                                   constant int& D [[buffer(4)]], constant int& S [[buffer(5)]],
                                   uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   // position builtins are all uint3 here: MSL wants one vector width across them
   const int h = int(bid.x), t = int(bid.y), d = int(tid3.x);
   const int len = step[STEP_POS] + t + 1;

@@ -31,6 +31,11 @@ typedef ulong u64;
 #define STEP_TOKENS 4
 #define FULL_MASK 0xffffffffu
 #define NEG_INF (-INFINITY)
+// CUDA's programmatic dependent launch has no Metal counterpart: within one command buffer's serial
+// compute encoder each dispatch already starts after the previous one. Kept as no-ops at the same
+// places as in the CUDA twins.
+#define PDL_WAIT()
+#define PDL_LAUNCH()
 
 // f16 bits <-> f32; half(f) rounds to nearest even, like cvt.rn.f16.f32.
 inline float h2f(u16 h) { return float(as_type<half>(h)); }

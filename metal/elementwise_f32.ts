@@ -16,6 +16,7 @@ kernel void swiglu_f32(device const float* gate [[buffer(0)]], device const floa
                        device float* out [[buffer(2)]], constant int& n [[buffer(3)]],
                        uint tid [[thread_position_in_threadgroup]], uint bid [[threadgroup_position_in_grid]],
                        uint bdim [[threads_per_threadgroup]], uint gdim [[threadgroups_per_grid]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   for (int i = int(bid * bdim + tid); i < n; i += int(gdim * bdim)) {
     const float g = gate[i];
     out[i] = g / (1.0f + precise::exp(-g)) * up[i];
@@ -26,6 +27,7 @@ kernel void copy2d_f32(device const float* src [[buffer(0)]], device float* dst 
                        constant int& rows [[buffer(4)]], constant int& cols [[buffer(5)]],
                        uint tid [[thread_position_in_threadgroup]], uint bid [[threadgroup_position_in_grid]],
                        uint bdim [[threads_per_threadgroup]], uint gdim [[threadgroups_per_grid]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   const int n = rows * cols;
   for (int i = int(bid * bdim + tid); i < n; i += int(gdim * bdim)) {
     const int r = i / cols, c = i - r * cols;
@@ -36,6 +38,7 @@ kernel void add_f32(device const float* a [[buffer(0)]], device const float* b [
                     device float* out [[buffer(2)]], constant int& n [[buffer(3)]],
                     uint tid [[thread_position_in_threadgroup]], uint bid [[threadgroup_position_in_grid]],
                     uint bdim [[threads_per_threadgroup]], uint gdim [[threadgroups_per_grid]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   for (int i = int(bid * bdim + tid); i < n; i += int(gdim * bdim)) out[i] = a[i] + b[i];
 }
 `,

@@ -16,6 +16,7 @@ kernel void embed_q1_f32(device const u32* w [[buffer(0)]], device const u16* sc
                          device float* out [[buffer(4)]], constant int& K [[buffer(5)]],
                          uint tid [[thread_position_in_threadgroup]], uint bid [[threadgroup_position_in_grid]],
                          uint bdim [[threads_per_threadgroup]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   const int t = int(bid);
   const ulong id = (ulong)step[STEP_TOKENS + t];
   device const u32* row = w + id * (K >> 5);

@@ -26,6 +26,7 @@ kernel void qk_norm_rope_append_f32(
     constant float& eps [[buffer(12)]], constant float& attnFactor [[buffer(13)]],
     uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]],
     uint3 bdim3 [[threads_per_threadgroup]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   // position builtins are all uint3 here: MSL wants one vector width across them
   const uint tid = tid3.x, bdim = bdim3.x;
   threadgroup float sh[32];

@@ -28,6 +28,7 @@ kernel void qmm_q1_f32(
     device const float* x [[buffer(3)]], device float* out [[buffer(4)]],
     constant int& M [[buffer(5)]], constant int& N [[buffer(6)]], constant int& K [[buffer(7)]],
     uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   // position builtins are all uint3 here: MSL wants one vector width across them
   const uint tid = tid3.x;
   threadgroup float4 xs4[BK][(BM + 4) / 4];

@@ -136,6 +136,7 @@ inline void qmv_rows_ring(device const uint4* w, device const u16* sc, device co
     } }
   #pragma unroll
   for (int t = 0; t < T - 1; t++) ISSUE(r0 + t * RB * S, t);
+  PDL_WAIT(); PDL_LAUNCH(); // x comes from the previous kernel; the weights did not
   build_table(x, G, lut, tid);
   threadgroup_barrier(mem_flags::mem_threadgroup);
   const float sxl = lane < LANES ? group_sx(tbase, lut) : 0.f;
@@ -170,6 +171,7 @@ kernel void qmv_q1_f32(
     constant int& N [[buffer(5)]], constant int& K [[buffer(6)]],
     uint tid [[thread_position_in_threadgroup]], uint bid [[threadgroup_position_in_grid]],
     uint gdim [[threadgroups_per_grid]], threadgroup float* lut [[threadgroup(0)]]) {
+  // PDL_WAIT comes after the weight prefetch, before build_table (as in the CUDA twin)
   const int G = K >> 7; // <= 16: the host checks K <= QMV_MAX_K
   qmv_rows_ring<${QMV_RING}, ${QMV_RING_STEP}>(w, sc, bi, x, y, N, G, lut, tid, bid, gdim);
 }

@@ -23,6 +23,7 @@ kernel void qmv_q1_f32_legacy(
     constant int& N [[buffer(5)]], constant int& K [[buffer(6)]],
     uint tid [[thread_position_in_threadgroup]], uint bid [[threadgroup_position_in_grid]],
     uint bdim [[threads_per_threadgroup]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   threadgroup float xs[CHUNK + CHUNK / 32];
   const int lane = int(tid & 31);
   const int row = int(bid * (bdim >> 5) + (tid >> 5));

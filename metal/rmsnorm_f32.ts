@@ -68,6 +68,7 @@ kernel void rmsnorm_f32(device float* x [[buffer(0)]], device const float* weigh
                         device float* out [[buffer(2)]], constant int& dim [[buffer(3)]],
                         constant float& eps [[buffer(4)]], constant int& vec [[buffer(5)]],
                         uint tid [[thread_position_in_threadgroup]], uint bid [[threadgroup_position_in_grid]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   threadgroup float sh[32];
   const ulong o = (ulong)bid * dim;
   rms_row(x + o, nullptr, weight, out + o, dim, eps, vec, sh, tid);
@@ -78,6 +79,7 @@ kernel void add_rmsnorm_f32(device float* x [[buffer(0)]], device const float* d
                             constant int& dim [[buffer(4)]], constant float& eps [[buffer(5)]],
                             constant int& vec [[buffer(6)]],
                             uint tid [[thread_position_in_threadgroup]], uint bid [[threadgroup_position_in_grid]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   threadgroup float sh[32];
   const ulong o = (ulong)bid * dim;
   rms_row(x + o, delta + o, weight, out + o, dim, eps, vec, sh, tid);

@@ -39,6 +39,7 @@ inline u32 order_key(float v) {
 kernel void argmax_f32(device const float* x [[buffer(0)]], constant int& n [[buffer(1)]], device u64* best [[buffer(2)]],
                        uint tid [[thread_position_in_threadgroup]], uint bid [[threadgroup_position_in_grid]],
                        uint bdim [[threads_per_threadgroup]], uint gdim [[threadgroups_per_grid]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   threadgroup u64 sk[32];
   u64 b = 0;
   for (int i = int(bid * bdim + tid); i < n; i += int(gdim * bdim)) {
@@ -79,6 +80,7 @@ kernel void sample_topk_topp_f32(
     constant float& topP [[buffer(3)]], constant float& invTemp [[buffer(4)]], constant float& rand [[buffer(5)]],
     device u32* token [[buffer(6)]],
     uint tid_ [[thread_position_in_threadgroup]], uint bdim [[threads_per_threadgroup]]) {
+  PDL_WAIT(); PDL_LAUNCH();
   threadgroup int shc[32];
   threadgroup u32 ck[MAXC];
   threadgroup int ci[MAXC];
