@@ -32,8 +32,9 @@ async function* run(
     state.metrics.generation(ABORTED); // the client left while queued
     return ABORTED;
   }
+  const session = state.takeSession(model);
   try {
-    const steps = generateSteps(model.model, model.tokenizer, ids, opts);
+    const steps = generateSteps(model.model, model.tokenizer, ids, { ...opts, session });
     for (;;) {
       // A CPU forward never leaves the microtask queue; yield to the event loop before each step so
       // sockets flush, keep-alives fire, disconnects are seen and new requests are admitted.
@@ -46,6 +47,7 @@ async function* run(
       yield r.value;
     }
   } finally {
+    state.returnSession(session);
     release(); // also when the consumer stops early (return()) or the loop throws
   }
 }

@@ -1,6 +1,7 @@
 // What every handler shares: the model (null while it loads), its admission scheduler and metrics.
 
 import type { Model } from "../index.ts";
+import type { Session } from "../model/qwen3.ts";
 import { Metrics } from "./metrics.ts";
 import { Scheduler } from "./scheduler.ts";
 
@@ -25,6 +26,18 @@ export class ServerState {
     this.scheduler = new Scheduler(opts.maxConcurrency, opts.maxQueue);
     this.metrics = new Metrics(() => ({ active: this.scheduler.activeCount, queued: this.scheduler.queueDepth, loaded: this.model !== null }));
   }
+
+  /**
+   * KV slots: at most maxConcurrency sessions of `ctx` positions, reused from request to request, so
+   * their memory is allocated once and a GPU backend's captured decode step is replayed, not re-captured.
+   */
+  private readonly freeSessions: Session[] = [];
+  takeSession(model: Model): Session {
+    const s = this.freeSessions.pop() ?? model.model.newSession(this.ctx);
+    s.reset();
+    return s;
+  }
+  returnSession(s: Session): void { this.freeSessions.push(s); }
 
   /** Context size of one sequence. */
   get ctx(): number {
