@@ -126,6 +126,15 @@ for (const name of GPUS) {
       gpu.freeKV(cache);
     });
 
+    t("qkNormRopeAppend and attention refuse positions past the cache (context full)", () => {
+      const shape = { nHeads: 4, nKvHeads: 2, headDim: 64 }, cache = gpu.allocKV(1, 8, 2, 64), r = rope("tiny");
+      gpu.setStep(8, new Int32Array(1));
+      const q = gpu.alloc(256), kv = gpu.alloc(128), n = gpu.upload(new Float32Array(64).fill(1));
+      expect(() => gpu.qkNormRopeAppend(q, kv, gpu.alloc(128), n, n, 1e-6, r, shape, cache, 0, 1)).toThrow(/context full: positions up to 9 but the KV cache holds 8/);
+      expect(() => gpu.attention(gpu.alloc(256), q, shape, cache, 0, 1)).toThrow(/context full/);
+      gpu.freeKV(cache);
+    });
+
     t("copy2d: a column block of a [17, 6144] row-major buffer, exact; bad strides refused", async () => {
       const rng = new Rng(4), src = floats(rng, 17 * 6144);
       const [g, c] = await both((b) => { const d = b.alloc(17 * 1024); b.copy2d(d, 1024, b.slice(b.upload(src), 4096, 17 * 6144 - 4096), 6144, 17, 1024); return d; });

@@ -24,28 +24,14 @@ import { qk_norm_rope_append_f32 } from "../../../cuda/qk_norm_rope_append_f32.t
 import { attention_f32, ATT_CHUNK, ATT_MAX_GROUP } from "../../../cuda/attention_f32.ts";
 import { sample_f32 } from "../../../cuda/sample_f32.ts";
 import { cubinFor, type CompileStats } from "./compile.ts";
+import { KERNEL_SIGS } from "../kernel-sigs.ts";
 import { Kernel, type Sig } from "./kernel.ts";
 import { cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
+import { checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
 
 export { cudaUnavailableReason };
 
-/** Kernel name -> argument signature (p = device pointer, i = int32, f = float32). */
-const SIGS: Record<string, Sig> = {
-  qmv_q1_f32: "pppppii",
-  qmv_q1_f32_legacy: "pppppii",
-  qmm_q1_f32: "pppppiii",
-  embed_q1_f32: "pppppi",
-  rmsnorm_f32: "pppifi",
-  add_rmsnorm_f32: "ppppifi",
-  swiglu_f32: "pppi",
-  add_f32: "pppi",
-  copy2d_f32: "ppiiii",
-  qk_norm_rope_append_f32: "pppppppppiiiff",
-  attention_partial_f32: "pppppiiii",
-  attention_combine_f32: "pppiii",
-  argmax_f32: "pip",
-  sample_topk_topp_f32: "piifffp",
-};
+const SIGS: Record<string, Sig> = KERNEL_SIGS;
 const FILES: KernelFile[] = [qmv_q1_f32, qmv_q1_f32_legacy, qmm_q1_f32, embed_q1_f32, rmsnorm_f32, elementwise_f32, qk_norm_rope_append_f32, attention_f32, sample_f32];
 
 /** One cuMemAlloc. Views (slices) point into it; freeing marks it dead so stale views throw. */
@@ -227,21 +213,14 @@ export class CudaBackend implements Backend {
     this.live();
     if (!(c instanceof CudaKV) || c.owner !== this) throw new Error(`${op}: KV cache belongs to another backend`);
     if (c.mem.freed) throw new Error(`${op}: KV cache was freed`);
-    if (!Number.isInteger(layer) || layer < 0 || layer >= c.layers) throw new Error(`${op}: layer ${layer} outside 0..${c.layers - 1}`);
-    if (shape.nKvHeads !== c.nKvHeads || shape.headDim !== c.headDim) throw new Error(`${op}: cache is [${c.nKvHeads} kv heads, ${c.headDim}] but the shape says [${shape.nKvHeads}, ${shape.headDim}]`);
-    const { nHeads, nKvHeads, headDim } = shape;
-    if (!(nHeads % nKvHeads === 0) || ![64, 128, 256].includes(headDim)) {
-      throw new Error(`${op}: unsupported shape (heads ${nHeads} must be a multiple of kv heads ${nKvHeads}; headDim ${headDim} must be 64, 128 or 256)`);
-    }
+    checkKvShape(op, c, layer, shape);
     return c;
   }
   private noOverlap(op: string, a: CudaBuf, an: number, b: CudaBuf, bn: number): void {
     const a0 = a.ptr, a1 = a.ptr + BigInt(4 * an), b0 = b.ptr, b1 = b.ptr + BigInt(4 * bn);
     if (a0 < b1 && b0 < a1) throw new Error(`${op}: output overlaps the input`);
   }
-  private int(op: string, what: string, v: number, min = 1): void {
-    if (!Number.isInteger(v) || v < min || v >= 2 ** 31) throw new Error(`${op}: ${what} must be an integer >= ${min}, got ${v}`);
-  }
+  private int(op: string, what: string, v: number, min = 1): void { checkInt(op, what, v, min); }
 
   // ---- per step ---------------------------------------------------------------------------------
   private growStep(T: number): void {
@@ -280,16 +259,14 @@ export class CudaBackend implements Backend {
 
   rmsnorm(out: Buf, x: Buf, weight: Buf, rows: number, dim: number, eps: number): void {
     const o = this.buf("rmsnorm", out), xb = this.buf("rmsnorm", x), w = this.buf("rmsnorm", weight);
-    this.int("rmsnorm", "rows", rows); this.int("rmsnorm", "dim", dim);
-    needLen("rmsnorm", "x", x, rows * dim); needLen("rmsnorm", "out", out, rows * dim); needLen("rmsnorm", "weight", weight, dim);
+    checkNorm("rmsnorm", out, x, weight, rows, dim);
     if (o.ptr !== xb.ptr) this.noOverlap("rmsnorm", o, rows * dim, xb, rows * dim);
     this.k.rmsnorm_f32!.launch([rows, 1, 1], [RMS_THREADS, 1, 1], 0, this.stream, xb.ptr, w.ptr, o.ptr, dim, eps, this.vec4(dim, xb, w, o));
   }
   addRmsnorm(x: Buf, delta: Buf, weight: Buf, out: Buf, rows: number, dim: number, eps: number): void {
     const op = "addRmsnorm";
     const xb = this.buf(op, x), d = this.buf(op, delta), w = this.buf(op, weight), o = this.buf(op, out);
-    this.int(op, "rows", rows); this.int(op, "dim", dim);
-    needLen(op, "x", x, rows * dim); needLen(op, "delta", delta, rows * dim); needLen(op, "out", out, rows * dim); needLen(op, "weight", weight, dim);
+    checkNorm(op, out, x, weight, rows, dim, delta);
     this.noOverlap(op, xb, rows * dim, d, rows * dim);
     this.noOverlap(op, o, rows * dim, d, rows * dim);
     if (o.ptr !== xb.ptr) this.noOverlap(op, o, rows * dim, xb, rows * dim);
@@ -302,8 +279,7 @@ export class CudaBackend implements Backend {
 
   matmul(out: Buf, x: Buf, w: Q1Weight, M: number): void {
     const o = this.buf("matmul", out), xb = this.buf("matmul", x), q = this.q1("matmul", w);
-    this.int("matmul", "M", M);
-    needLen("matmul", "x", x, M * q.cols); needLen("matmul", "out", out, M * q.rows);
+    checkMatmul(out, x, w, M);
     this.noOverlap("matmul", o, M * q.rows, xb, M * q.cols);
     const N = q.rows, K = q.cols;
     if (M === 1) return this.matvec(q, xb.ptr, o.ptr);
@@ -336,12 +312,8 @@ export class CudaBackend implements Backend {
     const op = "qkNormRopeAppend";
     const c = this.kv(op, cache, layer, shape), { nHeads, nKvHeads, headDim: D } = shape;
     const qb = this.buf(op, q), kb = this.buf(op, k), vb = this.buf(op, v), qn = this.buf(op, qNorm), kn = this.buf(op, kNorm);
-    this.int(op, "T", T);
-    if (T !== this.T) throw new Error(`${op}: T = ${T} but setStep gave ${this.T} tokens`);
-    needLen(op, "q", q, T * nHeads * D); needLen(op, "k", k, T * nKvHeads * D); needLen(op, "v", v, T * nKvHeads * D);
-    needLen(op, "qNorm", qNorm, D); needLen(op, "kNorm", kNorm, D);
-    if (rope.headDim !== D || rope.invFreq.length !== D / 2) throw new Error(`${op}: RoPE table is for headDim ${rope.headDim} (${rope.invFreq.length} freqs), shape has ${D}`);
-    if (this.pos + T > c.ctx) throw new Error(`context full: positions up to ${this.pos + T} but the KV cache holds ${c.ctx}`);
+    checkStepT(op, T, this.T, this.pos, c);
+    checkQkNormRope(op, q, k, v, qNorm, kNorm, rope, shape, T);
     if (nHeads + nKvHeads > 65535) throw new Error(`${op}: too many heads`);
     let inv = this.ropeTables.get(rope);
     if (!inv) {
@@ -357,12 +329,10 @@ export class CudaBackend implements Backend {
     const op = "attention";
     const c = this.kv(op, cache, layer, shape), { nHeads, headDim: D } = shape;
     const o = this.buf(op, out), qb = this.buf(op, q);
-    this.int(op, "T", T);
-    if (T !== this.T) throw new Error(`${op}: T = ${T} but setStep gave ${this.T} tokens`);
+    checkStepT(op, T, this.T, this.pos, c);
     if (T > 65535) throw new Error(`${op}: T = ${T} too large for one call`);
     needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
     this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
-    if (this.pos + T > c.ctx) throw new Error(`context full: positions up to ${this.pos + T} but the KV cache holds ${c.ctx}`);
     const S = ceil(c.ctx, ATT_CHUNK);
     const need = 4 * T * nHeads * S * (D + 2);
     if (!this.partials || this.partials.bytes < need) {
@@ -377,8 +347,7 @@ export class CudaBackend implements Backend {
 
   private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {
     const o = this.buf(op, out), ab = this.buf(op, a), bb = this.buf(op, b);
-    this.int(op, "n", n);
-    needLen(op, "a", a, n); needLen(op, "b", b, n); needLen(op, "out", out, n);
+    checkElementwise(op, out, a, b, n);
     const grid = Math.min(ceil(n, 256), 8 * this.info.sms);
     this.k[kernel]!.launch([grid, 1, 1], [256, 1, 1], 0, this.stream, ab.ptr, bb.ptr, o.ptr, n);
   }
@@ -397,9 +366,7 @@ export class CudaBackend implements Backend {
   // ---- optional fast paths ----------------------------------------------------------------------
   async sampleToken(logits: Buf, n: number, params: SamplingParams, rand: number): Promise<number> {
     const l = this.buf("sampleToken", logits);
-    this.int("sampleToken", "n", n);
-    needLen("sampleToken", "logits", logits, n);
-    if (!(rand >= 0 && rand < 1)) throw new Error(`sampleToken: rand must be in [0, 1), got ${rand}`);
+    checkSample(logits, n, params, rand);
     if (!(params.temperature > 0)) {
       this.cu.memsetD32Async(this.scratch.ptr, 0, 2, this.stream);
       this.k.argmax_f32!.launch([Math.min(ceil(n, 256), 2 * this.info.sms), 1, 1], [256, 1, 1], 0, this.stream, l.ptr, n, this.scratch.ptr);
@@ -407,8 +374,6 @@ export class CudaBackend implements Backend {
       this.cu.streamSync(this.stream);
       return 0xffffffff - this.tokenHost[0]!; // low word of the key holds 0xffffffff - index
     }
-    if (!Number.isInteger(params.topK) || params.topK < 0) throw new Error(`sampleToken: topK must be an integer >= 0, got ${params.topK}`);
-    if (!(params.topP > 0 && params.topP <= 1)) throw new Error(`sampleToken: topP must be in (0, 1], got ${params.topP}`);
     const tok = this.scratch.ptr + 8n;
     this.k.sample_topk_topp_f32!.launch([1, 1, 1], [1024, 1, 1], 0, this.stream, l.ptr, n, Math.min(params.topK, 2 ** 31 - 1), params.topP, Math.fround(1 / params.temperature), rand, tok);
     this.cu.dtohAsync(this.tokenHost.subarray(0, 1), tok, this.stream);

@@ -22,6 +22,7 @@ import { RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../metal/rmsnorm_f32.ts";
 import type { MetalLib } from "../../../ffi/metal.ts";
 import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
 import { loadKernels, SIGS } from "./kernels.ts";
+import { checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
 
 /**
  * Threadgroups of the persistent qmv_q1_f32 grid. CUDA uses #SMs; Metal reports no core count
@@ -215,13 +216,7 @@ export class MetalBackend implements Backend {
     this.live();
     if (!(c instanceof MetalKV) || c.owner !== this) throw new Error(`${op}: KV cache belongs to another backend`);
     if (c.mem.released) throw new Error(`${op}: KV cache was freed`);
-    if (!Number.isInteger(layer) || layer < 0 || layer >= c.layers) throw new Error(`${op}: layer ${layer} outside 0..${c.layers - 1}`);
-    if (shape.nKvHeads !== c.nKvHeads || shape.headDim !== c.headDim) throw new Error(`${op}: cache is [${c.nKvHeads} kv heads, ${c.headDim}] but the shape says [${shape.nKvHeads}, ${shape.headDim}]`);
-    const { nHeads, nKvHeads, headDim } = shape;
-    // headDim: attention_partial_f32 has cases for 64, 128 and 256 only (CUDA also lets 192 through)
-    if (!(nHeads % nKvHeads === 0) || ![64, 128, 256].includes(headDim)) {
-      throw new Error(`${op}: unsupported shape (heads ${nHeads} must be a multiple of kv heads ${nKvHeads}; headDim ${headDim} must be 64, 128 or 256)`);
-    }
+    checkKvShape(op, c, layer, shape);
     return c;
   }
   private noOverlap(op: string, a: MetalBuf, an: number, b: MetalBuf, bn: number): void {
@@ -229,9 +224,7 @@ export class MetalBackend implements Backend {
     const a0 = a.offset, a1 = a.offset + 4 * an, b0 = b.offset, b1 = b.offset + 4 * bn;
     if (a0 < b1 && b0 < a1) throw new Error(`${op}: output overlaps the input`);
   }
-  private int(op: string, what: string, v: number, min = 1): void {
-    if (!Number.isInteger(v) || v < min || v >= 2 ** 31) throw new Error(`${op}: ${what} must be an integer >= ${min}, got ${v}`);
-  }
+  private int(op: string, what: string, v: number, min = 1): void { checkInt(op, what, v, min); }
 
   // ---- per step ---------------------------------------------------------------------------------
   setStep(pos: number, tokens: Int32Array): void {
@@ -272,8 +265,7 @@ export class MetalBackend implements Backend {
   addRmsnorm(x: Buf, delta: Buf, weight: Buf, out: Buf, rows: number, dim: number, eps: number): void {
     const op = "addRmsnorm";
     const xb = this.buf(op, x), d = this.buf(op, delta), w = this.buf(op, weight), o = this.buf(op, out);
-    this.int(op, "rows", rows); this.int(op, "dim", dim);
-    needLen(op, "x", x, rows * dim); needLen(op, "delta", delta, rows * dim); needLen(op, "out", out, rows * dim); needLen(op, "weight", weight, dim);
+    checkNorm(op, out, x, weight, rows, dim, delta);
     this.noOverlap(op, xb, rows * dim, d, rows * dim);
     this.noOverlap(op, o, rows * dim, d, rows * dim);
     if (!(o.mem === xb.mem && o.offset === xb.offset)) this.noOverlap(op, o, rows * dim, xb, rows * dim);
@@ -286,16 +278,14 @@ export class MetalBackend implements Backend {
   }
   rmsnorm(out: Buf, x: Buf, weight: Buf, rows: number, dim: number, eps: number): void {
     const o = this.buf("rmsnorm", out), xb = this.buf("rmsnorm", x), w = this.buf("rmsnorm", weight);
-    this.int("rmsnorm", "rows", rows); this.int("rmsnorm", "dim", dim);
-    needLen("rmsnorm", "x", x, rows * dim); needLen("rmsnorm", "out", out, rows * dim); needLen("rmsnorm", "weight", weight, dim);
+    checkNorm("rmsnorm", out, x, weight, rows, dim);
     if (!(o.mem === xb.mem && o.offset === xb.offset)) this.noOverlap("rmsnorm", o, rows * dim, xb, rows * dim);
     this.launch("rmsnorm_f32", [rows, 1, 1], [RMS_THREADS, 1, 1], [this.region(xb, rows * dim), this.region(w, dim), this.region(o, rows * dim), i32(dim), f32(eps), i32(this.vec4(dim, xb, w, o))]);
   }
 
   matmul(out: Buf, x: Buf, w: Q1Weight, M: number): void {
     const o = this.buf("matmul", out), xb = this.buf("matmul", x), q = this.q1("matmul", w);
-    this.int("matmul", "M", M);
-    needLen("matmul", "x", x, M * q.cols); needLen("matmul", "out", out, M * q.rows);
+    checkMatmul(out, x, w, M);
     this.noOverlap("matmul", o, M * q.rows, xb, M * q.cols);
     const N = q.rows, K = q.cols;
     const args = [q.words, q.scales, q.biases, this.region(xb, M * K), this.region(o, M * N)];
@@ -322,12 +312,8 @@ export class MetalBackend implements Backend {
     const op = "qkNormRopeAppend";
     const c = this.kv(op, cache, layer, shape), { nHeads, nKvHeads, headDim: D } = shape;
     const qb = this.buf(op, q), kb = this.buf(op, k), vb = this.buf(op, v), qn = this.buf(op, qNorm), kn = this.buf(op, kNorm);
-    this.int(op, "T", T);
-    if (T !== this.T) throw new Error(`${op}: T = ${T} but setStep gave ${this.T} tokens`);
-    needLen(op, "q", q, T * nHeads * D); needLen(op, "k", k, T * nKvHeads * D); needLen(op, "v", v, T * nKvHeads * D);
-    needLen(op, "qNorm", qNorm, D); needLen(op, "kNorm", kNorm, D);
-    if (rope.headDim !== D || rope.invFreq.length !== D / 2) throw new Error(`${op}: RoPE table is for headDim ${rope.headDim} (${rope.invFreq.length} freqs), shape has ${D}`);
-    if (this.pos + T > c.ctx) throw new Error(`context full: positions up to ${this.pos + T} but the KV cache holds ${c.ctx}`);
+    checkStepT(op, T, this.T, this.pos, c);
+    checkQkNormRope(op, q, k, v, qNorm, kNorm, rope, shape, T);
     let inv = this.ropeTables.get(rope);
     if (!inv) {
       inv = this.dev.alloc(4 * rope.invFreq.length);
@@ -345,11 +331,9 @@ export class MetalBackend implements Backend {
     const op = "attention";
     const c = this.kv(op, cache, layer, shape), { nHeads, headDim: D } = shape;
     const o = this.buf(op, out), qb = this.buf(op, q);
-    this.int(op, "T", T);
-    if (T !== this.T) throw new Error(`${op}: T = ${T} but setStep gave ${this.T} tokens`);
+    checkStepT(op, T, this.T, this.pos, c);
     needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
     this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
-    if (this.pos + T > c.ctx) throw new Error(`context full: positions up to ${this.pos + T} but the KV cache holds ${c.ctx}`);
     const S = ceil(c.ctx, ATT_CHUNK);
     const need = 4 * T * nHeads * S * (D + 2);
     if (!this.partials || this.partials.bytes < need) {
@@ -365,8 +349,7 @@ export class MetalBackend implements Backend {
 
   private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {
     const o = this.buf(op, out), ab = this.buf(op, a), bb = this.buf(op, b);
-    this.int(op, "n", n);
-    needLen(op, "a", a, n); needLen(op, "b", b, n); needLen(op, "out", out, n);
+    checkElementwise(op, out, a, b, n);
     // Metal does not report a core count; 1024 threadgroups cover any M-series GPU several times
     // over, and the grid-stride loop covers any n.
     const grid = Math.min(ceil(n, 256), 1024);
@@ -388,9 +371,7 @@ export class MetalBackend implements Backend {
   // ---- optional fast paths ----------------------------------------------------------------------
   async sampleToken(logits: Buf, n: number, params: SamplingParams, rand: number): Promise<number> {
     const l = this.buf("sampleToken", logits);
-    this.int("sampleToken", "n", n);
-    needLen("sampleToken", "logits", logits, n);
-    if (!(rand >= 0 && rand < 1)) throw new Error(`sampleToken: rand must be in [0, 1), got ${rand}`);
+    checkSample(logits, n, params, rand);
     const scratch: Arg = { buf: this.scratch, offset: 0, bytes: 8 }, x = this.region(l, n);
     if (!(params.temperature > 0)) {
       // one threadgroup: see metal/sample_f32.ts (no portable 64-bit atomic max in Metal)
@@ -399,8 +380,6 @@ export class MetalBackend implements Backend {
       this.sync();
       return 0xffffffff - new Uint32Array(this.scratch.host(), 0, 2)[0]!; // low word: 0xffffffff - index
     }
-    if (!Number.isInteger(params.topK) || params.topK < 0) throw new Error(`sampleToken: topK must be an integer >= 0, got ${params.topK}`);
-    if (!(params.topP > 0 && params.topP <= 1)) throw new Error(`sampleToken: topP must be in (0, 1], got ${params.topP}`);
     if (this.dev.pipeline("sample_topk_topp_f32").maxThreads < 1024) {
       // the bitonic sort needs exactly 1024 threads; this GPU's pipeline allows fewer: same definition, on the host
       return sampleHost(await this.read(this.slice(logits, 0, n)), params, rand, n);

@@ -12,6 +12,7 @@ import { qk_norm_rope_append_f32 } from "../../../metal/qk_norm_rope_append_f32.
 import { attention_f32 } from "../../../metal/attention_f32.ts";
 import { sample_f32 } from "../../../metal/sample_f32.ts";
 import type { MetalDevice } from "./device.ts";
+import { KERNEL_SIGS } from "../kernel-sigs.ts";
 
 export const FILES: KernelFile[] = [
   qmv_q1_f32, qmv_q1_f32_legacy, qmm_q1_f32, embed_q1_f32, rmsnorm_f32, elementwise_f32,
@@ -22,22 +23,7 @@ export const FILES: KernelFile[] = [
  * Kernel name -> argument kinds, one letter per [[buffer(i)]]: p = buffer, i = int32, f = float32.
  * CUDA parameter i = Metal buffer i; test/metal-twins.test.ts checks these against both dialects.
  */
-export const SIGS: Record<string, string> = {
-  qmv_q1_f32: "pppppii",
-  qmv_q1_f32_legacy: "pppppii",
-  qmm_q1_f32: "pppppiii",
-  embed_q1_f32: "pppppi",
-  rmsnorm_f32: "pppifi",
-  add_rmsnorm_f32: "ppppifi",
-  swiglu_f32: "pppi",
-  add_f32: "pppi",
-  copy2d_f32: "ppiiii",
-  qk_norm_rope_append_f32: "pppppppppiiiff",
-  attention_partial_f32: "pppppiiii",
-  attention_combine_f32: "pppiii",
-  argmax_f32: "pip",
-  sample_topk_topp_f32: "piifffp",
-};
+export const SIGS: Readonly<Record<string, string>> = KERNEL_SIGS;
 
 /** Compiles every kernel file into `dev` and checks the simdgroup width the kernels assume. */
 export function loadKernels(dev: MetalDevice): void {

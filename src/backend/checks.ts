@@ -1,0 +1,60 @@
+// The shape and size checks every GPU backend makes before it encodes an op, in one place.
+// Each backend adds its own ownership and overlap checks (they depend on how it addresses memory).
+// All of this runs before any FFI call: a bad pointer in a launch would kill the process.
+
+import { needLen, type AttnShape, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "./backend.ts";
+import type { SamplingParams } from "./gpu-sample.ts";
+
+export function checkInt(op: string, what: string, v: number, min = 1): void {
+  if (!Number.isInteger(v) || v < min || v >= 2 ** 31) throw new Error(`${op}: ${what} must be an integer >= ${min}, got ${v}`);
+}
+
+/** A KV cache used by attention-side ops: the layer exists, and the shape is one the kernels serve. */
+export function checkKvShape(op: string, c: KVCache, layer: number, shape: AttnShape): void {
+  if (!Number.isInteger(layer) || layer < 0 || layer >= c.layers) throw new Error(`${op}: layer ${layer} outside 0..${c.layers - 1}`);
+  if (shape.nKvHeads !== c.nKvHeads || shape.headDim !== c.headDim) throw new Error(`${op}: cache is [${c.nKvHeads} kv heads, ${c.headDim}] but the shape says [${shape.nKvHeads}, ${shape.headDim}]`);
+  const { nHeads, nKvHeads, headDim } = shape;
+  // headDim: attention_partial_f32 has cases for 64, 128 and 256 only
+  if (!(nHeads % nKvHeads === 0) || ![64, 128, 256].includes(headDim)) {
+    throw new Error(`${op}: unsupported shape (heads ${nHeads} must be a multiple of kv heads ${nKvHeads}; headDim ${headDim} must be 64, 128 or 256)`);
+  }
+}
+
+export function checkNorm(op: string, out: Buf, x: Buf, weight: Buf, rows: number, dim: number, delta?: Buf): void {
+  checkInt(op, "rows", rows); checkInt(op, "dim", dim);
+  needLen(op, "x", x, rows * dim); needLen(op, "out", out, rows * dim); needLen(op, "weight", weight, dim);
+  if (delta) needLen(op, "delta", delta, rows * dim);
+}
+
+export function checkMatmul(out: Buf, x: Buf, w: Q1Weight, M: number): void {
+  checkInt("matmul", "M", M);
+  needLen("matmul", "x", x, M * w.cols); needLen("matmul", "out", out, M * w.rows);
+}
+
+/** T must match the step, and positions pos .. pos + T - 1 must fit the cache. */
+export function checkStepT(op: string, T: number, stepT: number, pos: number, c: KVCache): void {
+  checkInt(op, "T", T);
+  if (T !== stepT) throw new Error(`${op}: T = ${T} but setStep gave ${stepT} tokens`);
+  if (pos + T > c.ctx) throw new Error(`context full: positions up to ${pos + T} but the KV cache holds ${c.ctx}`);
+}
+
+export function checkQkNormRope(op: string, q: Buf, k: Buf, v: Buf, qNorm: Buf, kNorm: Buf, rope: RopeSpec, shape: AttnShape, T: number): void {
+  const { nHeads, nKvHeads, headDim: D } = shape;
+  needLen(op, "q", q, T * nHeads * D); needLen(op, "k", k, T * nKvHeads * D); needLen(op, "v", v, T * nKvHeads * D);
+  needLen(op, "qNorm", qNorm, D); needLen(op, "kNorm", kNorm, D);
+  if (rope.headDim !== D || rope.invFreq.length !== D / 2) throw new Error(`${op}: RoPE table is for headDim ${rope.headDim} (${rope.invFreq.length} freqs), shape has ${D}`);
+}
+
+export function checkElementwise(op: string, out: Buf, a: Buf, b: Buf, n: number): void {
+  checkInt(op, "n", n);
+  needLen(op, "a", a, n); needLen(op, "b", b, n); needLen(op, "out", out, n);
+}
+
+export function checkSample(logits: Buf, n: number, params: SamplingParams, rand: number): void {
+  checkInt("sampleToken", "n", n);
+  needLen("sampleToken", "logits", logits, n);
+  if (!(rand >= 0 && rand < 1)) throw new Error(`sampleToken: rand must be in [0, 1), got ${rand}`);
+  if (!(params.temperature > 0)) return;
+  if (!Number.isInteger(params.topK) || params.topK < 0) throw new Error(`sampleToken: topK must be an integer >= 0, got ${params.topK}`);
+  if (!(params.topP > 0 && params.topP <= 1)) throw new Error(`sampleToken: topP must be in (0, 1], got ${params.topP}`);
+}

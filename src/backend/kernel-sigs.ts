@@ -1,0 +1,21 @@
+// Every GPU kernel's argument list, defined once for both dialects (cuda/ and metal/ kernels take
+// the same parameters in the same order): p = device pointer, i = int32, f = float32.
+// Each backend checks its arguments against this before a launch; test/metal-twins.test.ts checks
+// that the MSL and CUDA sources declare exactly these.
+
+export const KERNEL_SIGS: Readonly<Record<string, string>> = {
+  qmv_q1_f32: "pppppii",
+  qmv_q1_f32_legacy: "pppppii",
+  qmm_q1_f32: "pppppiii",
+  embed_q1_f32: "pppppi",
+  rmsnorm_f32: "pppifi",
+  add_rmsnorm_f32: "ppppifi",
+  swiglu_f32: "pppi",
+  add_f32: "pppi",
+  copy2d_f32: "ppiiii",
+  qk_norm_rope_append_f32: "pppppppppiiiff",
+  attention_partial_f32: "pppppiiii",
+  attention_combine_f32: "pppiii",
+  argmax_f32: "pip",
+  sample_topk_topp_f32: "piifffp",
+};
