@@ -3,6 +3,9 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { makeModel, type ModelSpec } from "../src/model/make.ts";
+import type { Q1Host } from "../src/quant/q1.ts";
+import { f32ToF16Bits } from "../src/quant/f16.ts";
+import { Rng } from "../src/util/rng.ts";
 
 export const TEST_MODEL_ROOT = join(tmpdir(), "bunsai-test-models");
 
@@ -23,9 +26,6 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-import type { Q1Host } from "../src/quant/q1.ts";
-import { f32ToF16Bits } from "../src/quant/f16.ts";
-import { Rng } from "../src/util/rng.ts";
 
 /**
  * A 1-bit weight whose products with small-integer activations sum exactly in f32: random bits,
