@@ -81,7 +81,7 @@ for (const name of GPUS) {
     });
 
     // ---- prefill matmul (M > 1): exact ---------------------------------------------------------
-    for (const [M, N, K] of [[2, 130, 640], [17, 67, 1152], [512, 130, 640]] as const) {
+    for (const [M, N, K] of [[2, 130, 640], [17, 67, 1152], [100, 300, 1152], [512, 130, 640]] as const) {
       t(`matmul M=${M} N=${N} K=${K} (tails in M and N): exact`, async () => {
         const rng = new Rng(M * 1000 + N);
         const w = exactQ1(rng, N, K, true), x = smallInts(rng, M * K);
@@ -89,6 +89,14 @@ for (const name of GPUS) {
         expect(maxAbsDiff(g, c)).toBe(0);
       });
     }
+
+    t("matmul M=200 N=300 K=1152 with random f32 x (tensor-core hi/lo split): rel error <= 1e-5", async () => {
+      const rng = new Rng(77), M = 200, N = 300, K = 1152;
+      const w = exactQ1(rng, N, K, true), x = floats(rng, M * K);
+      const [g, c] = await both((b) => { const o = b.alloc(M * N); b.matmul(o, b.upload(x), b.uploadQ1(w), M); return o; });
+      const scale = Math.max(...Array.from(c, Math.abs));
+      expect(maxAbsDiff(g, c) / scale).toBeLessThanOrEqual(1e-5);
+    });
 
     // ---- embedding, norms, elementwise ---------------------------------------------------------
     t("embed 4 tokens from a 1000x640 table: exact", async () => {

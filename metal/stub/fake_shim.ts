@@ -14,6 +14,7 @@ import { sampleHost } from "../../src/backend/gpu-sample.ts";
 import { qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../qmv_q1_f32.ts";
 import { ATT_CHUNK, ATT_MAX_GROUP } from "../attention_f32.ts";
 import { RMS_MAX_VEC_DIM, RMS_THREADS } from "../rmsnorm_f32.ts";
+import { QMM_BM, QMM_BN } from "../qmm_q1_f32.ts";
 
 type Binding = { ab: ArrayBuffer; offset: number } | { bytes: Uint8Array };
 interface Dispatch { kernel: string; grid: number[]; block: number[]; args: Binding[]; tg: number }
@@ -228,7 +229,8 @@ function run(d: Dispatch): void {
     }
     case "qmm_q1_f32": {
       const w = a.u32(0), sc = a.f16(1), bi = a.f16(2), x = a.f32(3), out = a.f32(4), M = a.int(5), N = a.int(6), K = a.int(7);
-      need(d, bx === 256 && gx * 64 >= N && gy * 64 >= M, "64x64 tiles of 256 threads");
+      need(d, bx === 256 && gx === Math.ceil(N / QMM_BN) && gy === Math.ceil(M / QMM_BM), `${QMM_BM}x${QMM_BN} tiles (m x n) of 256 threads`);
+      need(d, K % 128 === 0, "K a multiple of 128 (one group per step)");
       for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) out[m * N + n] = q1dot(w, sc, bi, x, m * K, n, K);
       return;
     }

@@ -114,6 +114,22 @@ int atomic_load_explicit(atomic_int*, memory_order);
 void atomic_store_explicit(atomic_int*, int, memory_order);
 uint atomic_fetch_max_explicit(atomic_uint*, uint, memory_order);
 
+// simdgroup matrices (qmm_q1_f32): 8x8 tiles spread over a simdgroup; thread_elements() is the
+// thread's 2 elements (a vec<T, 2> in MSL, here a stand-in with operator[])
+template <typename T> struct simd_elems2 { T x, y; T& operator[](int); };
+template <typename T, int Rows, int Cols> struct simdgroup_matrix {
+  simdgroup_matrix() = default;
+  simd_elems2<T>& thread_elements();
+};
+typedef simdgroup_matrix<half, 8, 8> simdgroup_half8x8;
+typedef simdgroup_matrix<float, 8, 8> simdgroup_float8x8;
+template <typename T, int R, int C> simdgroup_matrix<T, R, C> make_filled_simdgroup_matrix(T);
+template <typename T, int R, int C> void simdgroup_load(simdgroup_matrix<T, R, C>&, const T*, ulong = C, uint2 = uint2{0, 0}, bool = false);
+template <typename T, int R, int C> void simdgroup_store(const simdgroup_matrix<T, R, C>&, T*, ulong = C, uint2 = uint2{0, 0}, bool = false);
+template <typename TD, typename TA, typename TB, typename TC, int R, int C, int KK>
+void simdgroup_multiply_accumulate(simdgroup_matrix<TD, R, C>&, const simdgroup_matrix<TA, R, KK>&, const simdgroup_matrix<TB, KK, C>&,
+                                   const simdgroup_matrix<TC, R, C>&);
+
 namespace precise {
 float exp(float);
 float sin(float);

@@ -16,7 +16,7 @@ import { fmtBytes, type Cuda } from "../../../ffi/cuda.ts";
 import type { KernelFile } from "../../../cuda/common.ts";
 import { qmv_q1_f32, qmvMaxSharedBytes, qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../cuda/qmv_q1_f32.ts";
 import { qmv_q1_f32_legacy } from "../../../cuda/qmv_q1_f32_legacy.ts";
-import { qmm_q1_f32 } from "../../../cuda/qmm_q1_f32.ts";
+import { qmm_q1_f32, QMM_BM, QMM_BN } from "../../../cuda/qmm_q1_f32.ts";
 import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
 import { rmsnorm_f32, RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../cuda/rmsnorm_f32.ts";
 import { elementwise_f32 } from "../../../cuda/elementwise_f32.ts";
@@ -60,7 +60,9 @@ class CudaKV implements KVCache {
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
 /** Up to this many activation rows, matmul runs one matvec per row instead of the tiled kernel. */
-const QMM_MIN_M = Number(process.env.BUNSAI_QMV_ROWS_MAX ?? 32); // measured: a ~20-token prompt on the 8B, TTFT 68 -> 21 ms (H200)
+// Measured on an H200, 8B q + gate + down shapes, matvec rows vs tensor-core qmm: M = 16: 290-306 vs
+// 445-481 us; M = 20: 362 vs 448; M = 24: 435-479 vs 451 (even). qmm is ~flat below M = 32 (one row of tiles).
+const QMM_MIN_M = Number(process.env.BUNSAI_QMV_ROWS_MAX ?? 20);
 
 export class CudaBackend implements Backend {
   readonly name = "cuda" as const;
@@ -288,8 +290,8 @@ export class CudaBackend implements Backend {
       for (let m = 0; m < M; m++) this.matvec(q, xb.ptr + BigInt(4 * m * K), o.ptr + BigInt(4 * m * N));
       return;
     }
-    if (ceil(M, 64) > 65535) throw new Error(`matmul: M = ${M} too large`);
-    this.k.qmm_q1_f32!.launch([ceil(N, 64), ceil(M, 64), 1], [256, 1, 1], 0, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xb.ptr, o.ptr, M, N, K);
+    if (ceil(M, QMM_BM) > 65535) throw new Error(`matmul: M = ${M} too large`);
+    this.k.qmm_q1_f32!.launch([ceil(N, QMM_BN), ceil(M, QMM_BM), 1], [256, 1, 1], 0, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xb.ptr, o.ptr, M, N, K);
   }
 
   /** y[N] = W x for one row (pointers already checked by the caller). */

@@ -19,6 +19,7 @@ import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
 import { qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../metal/qmv_q1_f32.ts";
 import { ATT_CHUNK, ATT_MAX_GROUP } from "../../../metal/attention_f32.ts";
 import { RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../metal/rmsnorm_f32.ts";
+import { QMM_BM, QMM_BN } from "../../../metal/qmm_q1_f32.ts";
 import type { MetalLib } from "../../../ffi/metal.ts";
 import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
 import { loadKernels, SIGS } from "./kernels.ts";
@@ -302,7 +303,7 @@ export class MetalBackend implements Backend {
       else this.launch("qmv_q1_f32_legacy", [ceil(N, 8), 1, 1], [256, 1, 1], [...args, i32(N), i32(K)]);
       return;
     }
-    this.launch("qmm_q1_f32", [ceil(N, 64), ceil(M, 64), 1], [256, 1, 1], [...args, i32(M), i32(N), i32(K)]);
+    this.launch("qmm_q1_f32", [ceil(N, QMM_BN), ceil(M, QMM_BM), 1], [256, 1, 1], [...args, i32(M), i32(N), i32(K)]);
   }
 
   qkNormRopeAppend(
