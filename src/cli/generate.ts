@@ -1,7 +1,7 @@
 // bun run generate -- --prompt "Hello" [--model DIR] ...   (flags modelled on mlx_lm.generate)
 import { fstatSync, readFileSync } from "node:fs";
 import { loadModel } from "../index.ts";
-import { BACKEND_CHOICES, type BackendChoice } from "../backend/select.ts";
+import { BACKEND_CHOICES, BackendUnavailableError, unavailableReason, type BackendChoice } from "../backend/select.ts";
 import { numFlag, parseFlags, runMain, UsageError } from "./args.ts";
 import { DEMO_NOTICE, defaultModelPath } from "./default-model.ts";
 import type { GenerationStats } from "../generate.ts";
@@ -67,6 +67,10 @@ await runMain(async () => {
   if (prompt === "") throw new UsageError(v.prompt === "-" ? "--prompt -: stdin was empty" : "--prompt is empty");
 
   const log = (s: string) => { if (!v.json) console.error(s); };
+  if (v.backend === "cuda" || v.backend === "metal") { // say so before any work
+    const why = await unavailableReason(v.backend);
+    if (why !== null) throw new BackendUnavailableError(`backend "${v.backend}" is not available: ${why}`);
+  }
   let modelPath = v.model;
   if (!modelPath) {
     modelPath = await defaultModelPath(log);
