@@ -1,5 +1,5 @@
 // bun run serve [--model DIR] [--port 8080] [--host 127.0.0.1] ...: the OpenAI-compatible server.
-import { BACKEND_CHOICES, type BackendChoice } from "../backend/select.ts";
+import { BACKEND_CHOICES, BackendUnavailableError, unavailableReason, type BackendChoice } from "../backend/select.ts";
 import { DEFAULTS, startServer } from "../server/server.ts";
 import { numFlag, parseFlags, runMain, UsageError } from "./args.ts";
 import { DEMO_NOTICE, defaultModelPath } from "./default-model.ts";
@@ -39,6 +39,10 @@ await runMain(async () => {
     bodyLimit: numFlag("max-body", f["max-body"], DEFAULTS.bodyLimit, { int: true, min: 1024 }),
     apiKey: f["api-key"] ?? (process.env.BUNSAI_API_KEY || undefined),
   };
+  if (backend === "cuda" || backend === "metal") { // say so before building or loading anything
+    const why = await unavailableReason(backend);
+    if (why !== null) throw new BackendUnavailableError(`backend "${backend}" is not available: ${why}`);
+  }
   let modelPath = f.model;
   if (modelPath === undefined) {
     modelPath = await defaultModelPath();
