@@ -62,7 +62,13 @@ const ceil = (a: number, b: number) => Math.ceil(a / b);
 /** Up to this many activation rows, matmul runs one matvec per row instead of the tiled kernel. */
 // Measured on an H200, 8B q + gate + down shapes, matvec rows vs tensor-core qmm: M = 16: 290-306 vs
 // 445-481 us; M = 20: 362 vs 448; M = 24: 435-479 vs 451 (even). qmm is ~flat below M = 32 (one row of tiles).
-const QMM_MIN_M = Number(process.env.BUNSAI_QMV_ROWS_MAX ?? 20);
+const QMM_MIN_M = rowsMax(process.env.BUNSAI_QMV_ROWS_MAX, 20);
+function rowsMax(v: string | undefined, def: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`BUNSAI_QMV_ROWS_MAX must be an integer >= 1, got "${v}"`);
+  return n;
+}
 
 export class CudaBackend implements Backend {
   readonly name = "cuda" as const;
