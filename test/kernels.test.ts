@@ -13,6 +13,7 @@ import { parseConfig } from "../src/io/config.ts";
 import { configJson, PRESETS } from "../src/model/make.ts";
 import { ropeSpec } from "../src/model/rope.ts";
 import type { Q1Host } from "../src/quant/q1.ts";
+import { quantizeX16 } from "../src/quant/x16.ts";
 import { Rng } from "../src/util/rng.ts";
 import { exactQ1, maxAbsDiff, smallInts } from "./helpers.ts";
 
@@ -51,6 +52,9 @@ for (const name of GPUS) {
       { N: 133, K: 8192, why: "K = 8192: two table slabs" },
       { N: 67, K: 8320, affine: true, why: "K = 8320: three slabs, the last partial" },
       { N: 37, K: 49152, affine: true, why: "K past the table limit: legacy fallback" },
+      { N: 50, K: 2048, why: "K = 2048 (1.7B hidden): bmma one group pair per warp" },
+      { N: 301, K: 6144, affine: true, why: "K = 6144 (1.7B down), N % 16 = 13" },
+      { N: 20, K: 9728, why: "K = 9728 (4B down): 76 groups, bmma five pairs per warp" },
     ];
     const variants = () => gpu?.kernelVariants?.matvec ?? ["default"];
     for (const c of mv) {
@@ -72,12 +76,44 @@ for (const name of GPUS) {
       });
     }
 
-    t("matvec 1000x4096 with random f32 x and Bonsai-style weights: rel error <= 1e-5", async () => {
+    // Random f32 x. "bmma" quantizes x to 16 bits per group (src/quant/x16.ts): it must match the
+    // CPU on the quantized x to f32 rounding, and the quantization itself must stay <= 1e-4 of scale.
+    t("matvec 1000x4096 with random f32 x and Bonsai-style weights: rel error <= 1e-5 (bmma: on x16(x))", async () => {
       const rng = new Rng(5), N = 1000, K = 4096;
       const w = exactQ1(rng, N, K), x = floats(rng, K);
-      const [g, c] = await both((b) => { const o = b.alloc(N); b.matmul(o, b.upload(x), b.uploadQ1(w), 1); return o; });
-      const scale = Math.max(...Array.from(c, Math.abs));
-      expect(maxAbsDiff(g, c) / scale).toBeLessThanOrEqual(1e-5);
+      const want = async (xs: Float32Array) => { const o = cpu.alloc(N); cpu.matmul(o, cpu.upload(xs), cpu.uploadQ1(w), 1); return cpu.read(o); };
+      const [exact, quant] = [await want(x), await want(quantizeX16(x))];
+      const scale = Math.max(...Array.from(exact, Math.abs));
+      const gw = gpu.uploadQ1(w), gx = gpu.upload(x), go = gpu.alloc(N);
+      for (const v of variants()) {
+        gpu.setKernelVariant?.("matvec", v);
+        gpu.matmul(go, gx, gw, 1);
+        const got = await gpu.read(go);
+        expect([v, maxAbsDiff(got, v === "bmma" ? quant : exact) / scale <= 1e-5]).toEqual([v, true]);
+        expect([v, maxAbsDiff(got, exact) / scale <= 1e-4]).toEqual([v, true]);
+      }
+      gpu.setKernelVariant?.("matvec", variants()[0]!);
+    });
+
+    t("matvec x quantization (bmma): outliers, zeros, huge and tiny groups, odd K/128, 300x1152: rel error <= 1e-5 vs x16(x)", async () => {
+      if (!variants().includes("bmma")) return void console.log("kernels.test: no bmma variant on this GPU");
+      const rng = new Rng(11), N = 300, K = 1152;
+      const w = exactQ1(rng, N, K, true), x = floats(rng, K);
+      x[5] = 1000; // one outlier coarsens its group's step
+      for (let k = 128; k < 256; k++) x[k] = 0; // an all-zero group
+      for (let k = 256; k < 384; k++) x[k] = x[k]! * 3e6; // huge values: the step is > 1
+      for (let k = 384; k < 512; k++) x[k] = x[k]! * 1e-30; // tiny values
+      x[640] = 65535.5; x[641] = -65535.5; // 65535.5 / 2 rounds to 32768: clamped to 32767
+      const o = cpu.alloc(N);
+      cpu.matmul(o, cpu.upload(quantizeX16(x)), cpu.uploadQ1(w), 1);
+      const want = await cpu.read(o);
+      gpu.setKernelVariant?.("matvec", "bmma");
+      const go = gpu.alloc(N);
+      gpu.matmul(go, gpu.upload(x), gpu.uploadQ1(w), 1);
+      const got = await gpu.read(go);
+      const scale = Math.max(...Array.from(want, Math.abs));
+      expect(maxAbsDiff(got, want) / scale).toBeLessThanOrEqual(1e-5);
+      gpu.setKernelVariant?.("matvec", variants()[0]!);
     });
 
     // ---- prefill matmul (M > 1): exact ---------------------------------------------------------
@@ -232,7 +268,8 @@ for (const name of GPUS) {
         cpu.setStep(id, Int32Array.of(id));
         step(cpu, C);
         const g = await gpu.read(G.o), c = await cpu.read(C.o);
-        expect(maxAbsDiff(g, c) / Math.max(1, ...Array.from(c, Math.abs))).toBeLessThanOrEqual(1e-5);
+        // 1e-4: the bmma matvec quantizes its normed input to 16 bits per group (src/quant/x16.ts)
+        expect(maxAbsDiff(g, c) / Math.max(1, ...Array.from(c, Math.abs))).toBeLessThanOrEqual(1e-4);
       }
     });
 

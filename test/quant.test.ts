@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { affineToSign, dequantQ1, dequantRow, packBits, quantizeQ1, signToAffine, unpackBits } from "../src/quant/q1.ts";
 import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32, bf16ToF16Bits } from "../src/quant/f16.ts";
 import { Rng } from "../src/util/rng.ts";
+import { quantizeX16 } from "../src/quant/x16.ts";
 
 describe("bit packing", () => {
   test("LSB first: column 32c + j is bit j of word c (hand-written word)", () => {
@@ -95,3 +96,32 @@ describe("half floats", () => {
     expect(f16BitsToF32(bf16ToF16Bits(Uint16Array.from([f32ToBf16Bits(0.3125)]))[0]!)).toBe(0.3125);
   });
 });
+
+describe("x16: the bmma matvec's activation quantization (host twin)", () => {
+  test("integers and short binary fractions come through exactly", () => {
+    const x = Float32Array.from({ length: 256 }, (_, i) => (i % 9) - 4 + (i % 4) * 0.25);
+    expect([...quantizeX16(x)]).toEqual([...x]);
+  });
+  test("random groups: error <= 2^-15 of the group's max, the max keeps >= 15 bits; zeros stay zero", () => {
+    const rng = new Rng(3), x = Float32Array.from({ length: 1024 }, () => (rng.next() * 2 - 1) * 10 ** (rng.next() * 8 - 4));
+    x.fill(0, 128, 256);
+    const q = quantizeX16(x);
+    for (let g = 0; g < 1024; g += 128) {
+      const m = Math.max(...Array.from(x.subarray(g, g + 128), Math.abs));
+      for (let k = g; k < g + 128; k++) expect(Math.abs(q[k]! - x[k]!)).toBeLessThanOrEqual(m * 2 ** -15);
+      if (m > 0) expect(Math.abs(Math.abs(q[g + Array.from(x.subarray(g, g + 128), Math.abs).indexOf(m)]!) / m - 1)).toBeLessThanOrEqual(2 ** -15);
+    }
+    expect([...q.subarray(128, 256)].every((v) => v === 0)).toBe(true);
+  });
+  test("round half to even, and the clamp at +32767 steps", () => {
+    // group max 65535.5 -> step 2; 65535.5 / 2 = 32767.75 rounds to 32768, clamped to 32767 -> 65534
+    const x = new Float32Array(128);
+    x[0] = 65535.5; x[1] = -65535.5; x[2] = 5; x[3] = 7; x[4] = -5;
+    const q = quantizeX16(x);
+    expect([q[0], q[1], q[2], q[3], q[4]]).toEqual([65534, -65536, 4, 8, -4]);
+  });
+  test("a length that is not a multiple of 128 is refused", () => {
+    expect(() => quantizeX16(new Float32Array(100))).toThrow(/multiple of 128/);
+  });
+});
+

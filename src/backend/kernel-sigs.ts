@@ -19,3 +19,9 @@ export const KERNEL_SIGS: Readonly<Record<string, string>> = {
   argmax_f32: "pip",
   sample_topk_topp_f32: "piifffp",
 };
+
+/** Kernels with no Metal twin by design, and why (test/metal-twins.test.ts lists them). */
+export const CUDA_ONLY: Readonly<Record<string, { sig: string; why: string }>> = {
+  qmv_q1_bmma: { sig: "pppppiii", why: "binary tensor cores (mma .b1 AND+POPC) and mbarrier-tracked async copies: Apple GPUs have no binary matrix unit" },
+  qmv_x16_prep: { sig: "ppi", why: "the 16-bit plane quantization of x that only qmv_q1_bmma consumes" },
+};

@@ -16,6 +16,7 @@ import { fmtBytes, type Cuda } from "../../../ffi/cuda.ts";
 import type { KernelFile } from "../../../cuda/common.ts";
 import { qmv_q1_f32, qmvMaxSharedBytes, qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../cuda/qmv_q1_f32.ts";
 import { qmv_q1_f32_legacy } from "../../../cuda/qmv_q1_f32_legacy.ts";
+import { qmv_q1_bmma, qmvBmmaLayout, QMV_BMMA_MAX_K, QMV_BMMA_SMEM_CAP, QMV_BMMA_THREADS, x16Bytes } from "../../../cuda/qmv_q1_bmma.ts";
 import { qmm_q1_f32, QMM_BM, QMM_BN } from "../../../cuda/qmm_q1_f32.ts";
 import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
 import { rmsnorm_f32, RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../cuda/rmsnorm_f32.ts";
@@ -24,15 +25,15 @@ import { qk_norm_rope_append_f32 } from "../../../cuda/qk_norm_rope_append_f32.t
 import { attention_f32, ATT_CHUNK, ATT_MAX_GROUP } from "../../../cuda/attention_f32.ts";
 import { sample_f32 } from "../../../cuda/sample_f32.ts";
 import { cubinFor, type CompileStats } from "./compile.ts";
-import { KERNEL_SIGS } from "../kernel-sigs.ts";
+import { CUDA_ONLY, KERNEL_SIGS } from "../kernel-sigs.ts";
 import { Kernel, type Sig } from "./kernel.ts";
 import { cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
 import { checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
 
 export { cudaUnavailableReason };
 
-const SIGS: Record<string, Sig> = KERNEL_SIGS;
-const FILES: KernelFile[] = [qmv_q1_f32, qmv_q1_f32_legacy, qmm_q1_f32, embed_q1_f32, rmsnorm_f32, elementwise_f32, qk_norm_rope_append_f32, attention_f32, sample_f32];
+const SIGS: Record<string, Sig> = { ...KERNEL_SIGS, ...Object.fromEntries(Object.entries(CUDA_ONLY).map(([k, v]) => [k, v.sig])) };
+const FILES: KernelFile[] = [qmv_q1_bmma, qmv_q1_f32, qmv_q1_f32_legacy, qmm_q1_f32, embed_q1_f32, rmsnorm_f32, elementwise_f32, qk_norm_rope_append_f32, attention_f32, sample_f32];
 
 /** One cuMemAlloc. Views (slices) point into it; freeing marks it dead so stale views throw. */
 class Alloc {
@@ -59,6 +60,7 @@ class CudaKV implements KVCache {
 }
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
+type MatvecVariant = "bmma" | "fast" | "legacy";
 /** Up to this many activation rows, matmul runs one matvec per row instead of the tiled kernel. */
 // Measured on an H200, 8B q + gate + down shapes, matvec rows vs tensor-core qmm: M = 16: 290-306 vs
 // 445-481 us; M = 20: 362 vs 448; M = 24: 435-479 vs 451 (even). qmm is ~flat below M = 32 (one row of tiles).
@@ -79,8 +81,11 @@ export class CudaBackend implements Backend {
   readonly compileStats: CompileStats = { compiled: 0, cached: 0, ms: 0 };
   /** Programmatic dependent launch: on sm_90+, unless BUNSAI_NO_PDL=1. */
   readonly pdl: boolean;
-  readonly kernelVariants = { matvec: ["fast", "legacy"] } as const;
-  private matvecVariant: "fast" | "legacy";
+  /** Matvec variants, the default first: "fast" (nibble table, exact f32), "bmma" (binary tensor
+   *  cores on x quantized to 16 bits per group, sm_90+; faster on its own, not yet in a decode step:
+   *  bench/RESULTS.md), "legacy" (one row per warp). BUNSAI_QMV_KERNEL picks one. */
+  readonly kernelVariants: { matvec: readonly MatvecVariant[] };
+  private matvecVariant: MatvecVariant;
   private readonly ctx: bigint;
   private readonly modules: bigint[] = [];
   private readonly k: Record<string, Kernel> = {};
@@ -94,6 +99,7 @@ export class CudaBackend implements Backend {
   private stepDev!: Alloc;
   private stepHost = new Int32Array(0);
   private partials: Alloc | null = null; // attention partials, grown on demand
+  private readonly xq: Alloc; // x quantized for qmv_q1_bmma (qmv_x16_prep's output), for any K it takes
   private readonly retired: Alloc[] = []; // outgrown buffers a captured graph may still name
   private readonly ropeTables = new WeakMap<RopeSpec, Alloc>();
   private readonly scratch: Alloc; // 16 bytes: argmax key (u64) and sampled token (u32)
@@ -120,12 +126,17 @@ export class CudaBackend implements Backend {
         this.k[name] = new Kernel(this.cu, this.cu.getFunction(mod, name), name, sig, this.pdl);
       }
       if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, qmvMaxSharedBytes);
+      if (kf === qmv_q1_bmma && rt.dev.ccMajor >= 9) this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, QMV_BMMA_SMEM_CAP);
     }
+    this.kernelVariants = { matvec: rt.dev.ccMajor >= 9 ? ["fast", "bmma", "legacy"] : ["fast", "legacy"] };
     const env = process.env.BUNSAI_QMV_KERNEL;
-    if (env !== undefined && env !== "legacy" && env !== "fast") throw new Error(`BUNSAI_QMV_KERNEL must be "fast" or "legacy", got "${env}"`);
-    this.matvecVariant = env === "legacy" ? "legacy" : "fast";
+    if (env !== undefined && !this.kernelVariants.matvec.includes(env as MatvecVariant)) {
+      throw new Error(`BUNSAI_QMV_KERNEL must be one of ${this.kernelVariants.matvec.join(", ")} on ${rt.dev.arch}, got "${env}"`);
+    }
+    this.matvecVariant = (env as MatvecVariant | undefined) ?? this.kernelVariants.matvec[0]!;
     this.growStep(4096);
     this.scratch = this.rawAlloc(16);
+    this.xq = this.rawAlloc(x16Bytes(QMV_BMMA_MAX_K));
   }
 
   // ---- memory -----------------------------------------------------------------------------------
@@ -172,7 +183,8 @@ export class CudaBackend implements Backend {
     if (w.words.length !== nw || w.scales.length !== ng || w.biases.length !== ng) {
       throw new Error(`uploadQ1: [${w.rows}, ${w.cols}] needs ${nw} words and ${ng} scales/biases, got ${w.words.length}/${w.scales.length}/${w.biases.length}`);
     }
-    const words = this.rawAlloc(4 * nw), scales = this.rawAlloc(2 * ng), biases = this.rawAlloc(2 * ng);
+    // 16 bytes of slack after scales and biases: qmv_q1_bmma rounds its last copy up to 16 bytes
+    const words = this.rawAlloc(4 * nw), scales = this.rawAlloc(2 * ng + 16), biases = this.rawAlloc(2 * ng + 16);
     this.cu.htod(words.ptr, w.words);
     this.cu.htod(scales.ptr, w.scales);
     this.cu.htod(biases.ptr, w.biases);
@@ -303,14 +315,43 @@ export class CudaBackend implements Backend {
   /** y[N] = W x for one row (pointers already checked by the caller). */
   private matvec(q: CudaQ1, x: bigint, y: bigint): void {
     const N = q.rows, K = q.cols;
+    if (this.matvecVariant === "bmma" && K <= QMV_BMMA_MAX_K) {
+      this.prepX16(x, K);
+      this.qmvBmma(q, y);
+      return;
+    }
     // fast: nibble-table kernel, persistent (one block per SM, each builds the table once)
-    const fast = this.matvecVariant === "fast" && x % 16n === 0n && K <= QMV_MAX_K;
+    const fast = this.matvecVariant !== "legacy" && x % 16n === 0n && K <= QMV_MAX_K;
     if (fast) {
       const grid = Math.min(this.info.sms, ceil(N, QMV_THREADS / 32));
       this.k.qmv_q1_f32!.launch([grid, 1, 1], [QMV_THREADS, 1, 1], qmvSharedBytes(K), this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, x, y, N, K);
     } else {
       this.k.qmv_q1_f32_legacy!.launch([ceil(N, 8), 1, 1], [256, 1, 1], 0, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, x, y, N, K);
     }
+  }
+
+  /** One half of the bmma matvec, for bench/kernels.ts, which times them apart: "prep" quantizes x,
+   *  "matvec" multiplies by the x last prepared. Checked like matmul. */
+  matvecPart(part: "prep" | "matvec", out: Buf, x: Buf, w: Q1Weight): void {
+    const o = this.buf("matvecPart", out), xb = this.buf("matvecPart", x), q = this.q1("matvecPart", w);
+    checkMatmul(out, x, w, 1);
+    if (this.info.ccMajor < 9 || q.cols > QMV_BMMA_MAX_K) throw new Error("matvecPart: the bmma matvec needs sm_90 and K <= 12288");
+    if (part === "prep") this.prepX16(xb.ptr, q.cols);
+    else this.qmvBmma(q, o.ptr);
+  }
+  /** x [K] quantized into the xq buffer for qmv_q1_bmma. */
+  private prepX16(x: bigint, K: number): void {
+    if (K > QMV_BMMA_MAX_K) throw new Error(`prepX16: K = ${K} > ${QMV_BMMA_MAX_K}`);
+    this.k.qmv_x16_prep!.launch([ceil(K / 128, 4), 1, 1], [128, 1, 1], 0, this.stream, x, this.xq.ptr, K);
+  }
+  /** y = W x_hat for the x last given to prepX16 (binary tensor cores; cuda/qmv_q1_bmma.ts). */
+  private qmvBmma(w: CudaQ1, y: bigint): void {
+    const N = w.rows, K = w.cols;
+    // two blocks per SM when each streams many tiles (the LM head: 50 -> 35 us); one otherwise, which
+    // leaves room on the SM for the next kernel's block to start its weight copies early
+    const tiles = ceil(N, 16), perSm = tiles >= 16 * this.info.sms ? 2 : 1;
+    const grid = Math.min(perSm * this.info.sms, tiles), L = qmvBmmaLayout(N, K, grid);
+    this.k.qmv_q1_bmma!.launch([grid, 1, 1], [QMV_BMMA_THREADS, 1, 1], L.smem, this.stream, w.words.ptr, w.scales.ptr, w.biases.ptr, this.xq.ptr, y, N, K, L.stages);
   }
 
   qkNormRopeAppend(
@@ -416,9 +457,11 @@ export class CudaBackend implements Backend {
   }
 
   setKernelVariant(op: string, variant: string): void {
-    if (op !== "matvec" || (variant !== "fast" && variant !== "legacy")) throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=fast|legacy`);
+    if (op !== "matvec" || !this.kernelVariants.matvec.includes(variant as MatvecVariant)) {
+      throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=${this.kernelVariants.matvec.join("|")}`);
+    }
     if (variant !== this.matvecVariant) this.invalidateGraphs();
-    this.matvecVariant = variant;
+    this.matvecVariant = variant as MatvecVariant;
   }
 
   /** Waits for all enqueued work. */

@@ -1,0 +1,321 @@
+// qmv_q1_bmma: the decode matvec on Hopper, y[N] = W[N, K] x[K], with binary tensor cores.
+// CUDA only (sm_90+): Apple GPUs have no binary matrix unit, so this kernel has no Metal twin;
+// Metal keeps qmv_q1_f32 (the nibble-table kernel), which CUDA also keeps as variant "fast".
+//
+// Numerics: x is quantized per 128-column group g to 16-bit integers with a power-of-two step:
+//   E = biased f32 exponent of max|x_k| over the group (at least 15), d = 2^(E - 141),
+//   q_k = round-half-even(x_k / d) clamped to [-32768, 32767]   (|q| >= 16384 for the largest),
+// so x_hat = d*q keeps 15-16 significant bits per group (rel. error <= 2^-15 of the group's max);
+// integer and power-of-two-fraction inputs are kept exactly. src/quant/x16.ts is the host twin.
+// With w = s*bit + b:   y = sum_g  s_g * d_g * I_g + b_g * d_g * Q_g,
+//   I_g = sum over set bits k of q_k   (exact integer, from binary MMAs),   Q_g = sum_k q_k.
+// I_g = sum_p c_p * popc(bits & plane_p(q)) with c_p = 2^p (p < 15), c_15 = -2^15 (two's complement).
+// Every integer is exact; the f32 work is one product and two FMAs per (row, group, lane).
+// (x NaN/Inf are not propagated: fmaxf drops NaN and the clamp bounds Inf; the f32 kernels do.)
+//
+// Tensor-core step: mma.sync m16n8k128 .b1 AND+POPC. A = 16 weight rows x the group's 128 bits,
+// B = 8 bit planes of q (columns) x 128; two MMAs cover the 16 planes. C[row][plane] = popcounts.
+// Fragments (checked on the H200): lane l holds A rows l/4 (a0) and l/4 + 8 (a1), bits 32*(l%4)..+31;
+// B column l/4, bits 32*(l%4)..; C: c0,c1 = row l/4, columns 2*(l%4) + {0,1}; c2,c3 = row l/4 + 8.
+// So lane l sees planes {2c, 2c+1} of each MMA (c = l%4) for two rows and weights them itself; the
+// four lanes of a quad are summed at the end of each row tile.
+//
+// Work split. Rows go in tiles of 16. Block b (256 threads, 8 warps; <= 127 registers and
+// <= 113 KiB of shared memory, so two blocks fit on an SM; the host launches one per SM, or two
+// when each would stream >= 16 tiles, e.g. the LM head) owns a contiguous range of row tiles; warp w owns the group pairs [PW*w, PW*w + PW) of every tile
+// (PW = ceil(ceil(G/2) / 8), so K <= 8 * 6 * 256 = 12288). Per tile and warp: one ldmatrix.x4
+// per group pair (A fragments of two groups), four binary MMAs, the lane's plane weighting; the
+// 8 warps' partial sums meet in shared memory and 16 threads write y in a fixed order.
+//
+// Memory. Weights never wait for x: each tile (16 rows of packed bits, their scales and biases) is
+// a stage in shared memory, filled with 16-byte cp.async chunks by all 256 threads, whose landing
+// each thread signals on the stage's mbarrier (cp.async.mbarrier.arrive.noinc; 256 arrivals per
+// phase). The first S stages are issued at entry, before griddepcontrol.wait,
+// and the kernel lets its dependent start at entry too, so under programmatic dependent launch the
+// next kernel's weights stream in while this one finishes. A consumed stage is refilled with the
+// tile S ahead. Row stride in a stage: RS = K/8 (+16 when G is even) so RS/16 is odd and the 8 row
+// addresses of each ldmatrix phase hit 8 different 16-byte bank groups.
+// x is quantized once, by the small kernel qmv_x16_prep launched just before (one warp per group:
+// lane l reads x[128g + 32j + l], j < 4; a ballot of bit p of q_j is word 4p + j of the group's
+// planes, which is exactly the B fragment order: lane l of the matvec loads word l (MMA of planes
+// 0-7) and word 32 + l (planes 8-15)), as llama.cpp quantizes activations before its matvecs.
+// Quantizing inside every matvec block was tried first: 132 blocks redoing ~150 warp instructions
+// per group made the matvec 2-3x slower than the nibble-table kernel.
+// Pipeline: a stage's "full" mbarrier counts the 256 threads' cp.async landings; its "empty"
+// mbarrier counts the 8 warps that consumed it (each also wrote its 16 partial sums to slot
+// i % (S + 2)). A warp finishes tile i - 1 after computing tile i: waits for its empty barrier,
+// warp (i - 1) % 8 writes y from the 8 partials in a fixed order, and every thread queues its
+// share of tile i - 1 + S. No block-wide barrier in the loop.
+// Shared memory (dynamic): [full[16], empty[16] mbarriers: 256 bytes][S stages][S + 2 slots of
+// 8 warps x 16 floats]. qmvBmmaLayout() below computes the same numbers.
+// Speed (bench/RESULTS.md, H200): ~38-41 % of HBM bandwidth on the 8B's MLP shapes and 59 % on the
+// LM head for the matvec alone, latency-bound (8 warps per SM, each walking its tiles one by one).
+// Host requirements: K a multiple of 128, K <= 12288; the scale and bias buffers must have 16 bytes
+// of slack after their end (the last partial tile's copy is rounded up to 16 bytes), and all three
+// weight buffers must be 16-byte aligned.
+
+import { COMMON, type KernelFile } from "./common.ts";
+
+export const QMV_BMMA_THREADS = 256;
+export const QMV_BMMA_MAX_K = 12288;
+/** Bytes of the quantized-x buffer (qmv_x16_prep's output) for in-features K. */
+export const x16Bytes = (K: number): number => (K / 128) * (256 + 8);
+/** Most shared memory a block takes, so that two (this and the next kernel's) fit on one SM. */
+export const QMV_BMMA_SMEM_CAP = 113 * 1024;
+const MAX_STAGES = 16;
+
+/** Shared-memory layout of one launch: stage bytes, stage count, total dynamic bytes. */
+export function qmvBmmaLayout(N: number, K: number, grid: number): { stageBytes: number; stages: number; smem: number } {
+  const G = K / 128;
+  const RS = K / 8 + (G % 2 === 0 ? 16 : 0);
+  const stageBytes = Math.ceil((16 * RS + 64 * G) / 128) * 128;
+  // 256 bytes of mbarriers, then per stage: the stage and a 512-byte partial-sum slot, + 2 slots
+  const fixed = 256 + 2 * 512;
+  const tilesPerBlock = Math.ceil(Math.ceil(N / 16) / grid);
+  const fit = Math.floor((QMV_BMMA_SMEM_CAP - fixed) / (stageBytes + 512));
+  const stages = Math.max(1, Math.min(MAX_STAGES, tilesPerBlock, fit));
+  return { stageBytes, stages, smem: fixed + stages * (stageBytes + 512) };
+}
+
+export const qmv_q1_bmma: KernelFile = {
+  file: "qmv_q1_bmma",
+  kernels: ["qmv_x16_prep", "qmv_q1_bmma"],
+  source: COMMON + /* cuda */ `
+#if __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(u32 bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
+  u32 done;
+  do {
+    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+  } while (!done);
+}
+__device__ __forceinline__ void bmma(int (&c)[4], u32 a0, u32 a1, u32 b0) {
+  asm volatile("mma.sync.aligned.m16n8k128.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+               : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3]) : "r"(a0), "r"(a1), "r"(b0));
+}
+// two f16 at p (4-byte aligned) as f32
+__device__ __forceinline__ void h2x2(const u16* p, float (&f)[2]) {
+  const u32 v = *reinterpret_cast<const u32*>(p);
+  f[0] = h2f((u16)(v & 0xffffu)); f[1] = h2f((u16)(v >> 16));
+}
+// weight of plane p in a 16-bit two's complement integer
+__device__ __forceinline__ int plane_weight(int p) { return p == 15 ? -32768 : 1 << p; }
+
+struct Tiles {
+  const unsigned char* w; const unsigned char* sc; const unsigned char* bi;
+  int N, K, G, rt0, S;
+  u32 RS, stageBytes, bars, stages;
+  // this thread's place in a tile copy: 16-byte chunk j0 of rows r0, r0 + rstep, ... (rstep = 256 / G
+  // rows per pass; threads past rstep * G copy no bits)
+  int r0, j0, rstep;
+  __device__ __forceinline__ void init_copy() {
+    rstep = ${QMV_BMMA_THREADS} / G;
+    r0 = threadIdx.x / G; j0 = threadIdx.x - r0 * G;
+    if (r0 >= rstep) r0 = 16; // idle for the bits
+  }
+  // Stage s <- row tile rt0 + i, by every thread of the block: 16-byte cp.async chunks (rows into
+  // their padded slots, then scales, then biases), then an mbarrier arrival once they have landed.
+  __device__ __forceinline__ void issue(int i, int s) const {
+    const int rt = rt0 + i, nv = min(16, N - 16 * rt);
+    const u32 st = stages + (u32)s * stageBytes, rowBytes = (u32)K >> 3;
+    const unsigned char* src = w + (size_t)16 * rt * rowBytes + 16 * j0;
+    for (int r = r0; r < nv; r += rstep)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + (u32)r * RS + 16u * (u32)j0), "l"(src + (size_t)r * rowBytes) : "memory");
+    const int ns = (nv * 2 * G + 15) >> 4; // chunks of scales (and of biases)
+    const size_t sbOff = (size_t)32 * rt * G;
+    for (int c = threadIdx.x; c < 2 * ns; c += ${QMV_BMMA_THREADS}) {
+      const bool isb = c >= ns;
+      const int j = isb ? c - ns : c;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(st + 16u * RS + (isb ? 32u * (u32)G : 0u) + 16u * (u32)j),
+                   "l"((isb ? bi : sc) + sbOff + 16 * j) : "memory");
+    }
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(full(s)) : "memory");
+  }
+  __device__ __forceinline__ u32 full(int s) const { return bars + 8u * (u32)s; }          // 256 arrivals: the data landed
+  __device__ __forceinline__ u32 empty(int s) const { return bars + 128u + 8u * (u32)s; }  // 8 arrivals: every warp read it
+};
+
+template <int PW>
+__device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restrict__ planes, const float2* __restrict__ dsx,
+                                              float* __restrict__ y, int n, u32 red, const unsigned char* smem, u32 sbase) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, G = T.G, GP = (G + 1) >> 1;
+  // ---- x: this warp's B fragments and group factors, written by qmv_x16_prep ----
+  PDL_WAIT();
+  u32 bf[2 * PW][2];
+  float dg[2 * PW], sx4[2 * PW];
+  #pragma unroll
+  for (int gi = 0; gi < 2 * PW; gi++) {
+    const int g = min(2 * PW * warp + gi, G - 1); // groups past G are never used
+    bf[gi][0] = planes[64 * g + lane];
+    bf[gi][1] = planes[64 * g + 32 + lane];
+    const float2 f = dsx[g];
+    dg[gi] = f.x; sx4[gi] = f.y;
+  }
+  const int c = lane & 3, ra = lane >> 2;
+  const int w00 = plane_weight(2 * c), w01 = plane_weight(2 * c + 1), w10 = plane_weight(8 + 2 * c), w11 = plane_weight(9 + 2 * c);
+  // ldmatrix row address of this lane inside a stage: matrix lane/8 = (rows 8*(m&1).., group +(m>>1))
+  const u32 ldOff = (u32)((lane & 7) + 8 * ((lane >> 3) & 1)) * T.RS + 16u * (u32)(lane >> 4);
+  const int R = T.S + 2; // partial-sum slots: a warp runs at most S - 1 tiles ahead of the slowest
+  // Tile j after all 8 warps arrived on its empty barrier (stage sp, phase parity ph): warp j % 8
+  // sums the partials (slot rs) and writes y in a fixed order, and every thread queues its share
+  // of tile j + S into the freed stage. Stage, parity and slot are counted, never divided.
+  auto finish = [&](int j, int sp, u32 ph, int rs) {
+    mbar_wait(T.empty(sp), ph);
+    if (warp == (j & 7) && lane < 16) {
+      const int r = 16 * (T.rt0 + j) + lane;
+      if (r < T.N) {
+        float v = 0.f;
+        #pragma unroll
+        for (int ww = 0; ww < 8; ww++) {
+          float p;
+          asm volatile("ld.shared.f32 %0, [%1];" : "=f"(p) : "r"(red + (u32)rs * 512u + ww * 64 + lane * 4) : "memory");
+          v += p;
+        }
+        y[r] = v;
+      }
+    }
+    if (j + T.S < n) T.issue(j + T.S, sp);
+  };
+
+  int s = 0, rs = 0, sPrev = 0, rsPrev = 0;
+  u32 ph = 0, phPrev = 0;
+  for (int i = 0; i < n; i++) {
+    const u32 st = T.stages + (u32)s * T.stageBytes;
+    mbar_wait(T.full(s), ph);
+    const u16* scl = reinterpret_cast<const u16*>(smem + (st + 16u * T.RS - sbase));
+    const u16* bil = scl + 16 * G;
+    float acc_a = 0.f, acc_b = 0.f;
+    #pragma unroll
+    for (int pi = 0; pi < PW; pi++) {
+      const int pr = PW * warp + pi;
+      if (pr < GP) { // warp-uniform
+        const int g = 2 * pr;
+        u32 a[4];
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(st + ldOff + 32u * (u32)pr) : "memory");
+        // scales and biases of rows ra, ra + 8 for groups g, g + 1 (one 32-bit load each when G is even)
+        float sa[2], sb[2], ba[2], bb[2];
+        if ((G & 1) == 0) {
+          h2x2(scl + ra * G + g, sa); h2x2(scl + (ra + 8) * G + g, sb);
+          h2x2(bil + ra * G + g, ba); h2x2(bil + (ra + 8) * G + g, bb);
+        } else {
+          const int g1 = min(g + 1, G - 1);
+          sa[0] = h2f(scl[ra * G + g]); sa[1] = h2f(scl[ra * G + g1]);
+          sb[0] = h2f(scl[(ra + 8) * G + g]); sb[1] = h2f(scl[(ra + 8) * G + g1]);
+          ba[0] = h2f(bil[ra * G + g]); ba[1] = h2f(bil[ra * G + g1]);
+          bb[0] = h2f(bil[(ra + 8) * G + g]); bb[1] = h2f(bil[(ra + 8) * G + g1]);
+        }
+        #pragma unroll
+        for (int h = 0; h < 2; h++) {
+          if (h == 1 && g + 1 >= G) break; // odd G: the pair's second group does not exist
+          int c0[4] = {0, 0, 0, 0}, c1[4] = {0, 0, 0, 0};
+          bmma(c0, a[2 * h], a[2 * h + 1], bf[2 * pi + h][0]);
+          bmma(c1, a[2 * h], a[2 * h + 1], bf[2 * pi + h][1]);
+          const int Ia = c0[0] * w00 + c0[1] * w01 + c1[0] * w10 + c1[1] * w11;
+          const int Ib = c0[2] * w00 + c0[3] * w01 + c1[2] * w10 + c1[3] * w11;
+          const float d = dg[2 * pi + h], sq = sx4[2 * pi + h];
+          acc_a = fmaf(sa[h] * d, (float)Ia, acc_a);
+          acc_a = fmaf(ba[h], sq, acc_a);
+          acc_b = fmaf(sb[h] * d, (float)Ib, acc_b);
+          acc_b = fmaf(bb[h], sq, acc_b);
+        }
+      }
+    }
+    acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 1); acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 2);
+    acc_b += __shfl_xor_sync(FULL_MASK, acc_b, 1); acc_b += __shfl_xor_sync(FULL_MASK, acc_b, 2);
+    const u32 rb = red + (u32)rs * 512u + (u32)warp * 64u;
+    if (c == 0) {
+      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + ra * 4), "f"(acc_a) : "memory");
+      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + (ra + 8) * 4), "f"(acc_b) : "memory");
+    }
+    __syncwarp();
+    if (lane == 0) mbar_arrive(T.empty(s)); // this warp is done with stage s and wrote its partials
+    if (i > 0) finish(i - 1, sPrev, phPrev, rsPrev); // one tile behind: the other warps are done with it by now
+    sPrev = s; phPrev = ph; rsPrev = rs;
+    if (++s == T.S) { s = 0; ph ^= 1u; }
+    if (++rs == R) rs = 0;
+  }
+  if (n > 0) finish(n - 1, sPrev, phPrev, rsPrev);
+}
+#endif
+
+
+// qmv_x16_prep: x [K] f32 -> xq: planes u32 [G][64] (word 4p + j = bit p of q over columns
+// 128g + 32j + 0..31, the B-fragment order), then float2 [G] (d_g, d_g * sum(q) / 4). One warp per group.
+extern "C" __global__ void __launch_bounds__(128) qmv_x16_prep(const float* __restrict__ x, u32* __restrict__ xq, int K) {
+  PDL_LAUNCH(); // the matvec may start streaming its weights now
+  PDL_WAIT();
+  const int lane = threadIdx.x & 31, g = blockIdx.x * 4 + (threadIdx.x >> 5), G = K >> 7;
+  if (g >= G) return;
+  float v[4];
+  #pragma unroll
+  for (int j = 0; j < 4; j++) v[j] = x[128 * g + 32 * j + lane];
+  const float m = warp_max(fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3]))));
+  const int E = max((__float_as_int(m) >> 23) & 255, 15);
+  const float inv = __int_as_float((268 - E) << 23), d = __int_as_float((E - 14) << 23);
+  int q[4], qs = 0;
+  #pragma unroll
+  for (int j = 0; j < 4; j++) { q[j] = min(__float2int_rn(v[j] * inv), 32767); qs += q[j]; }
+  #pragma unroll
+  for (int o = 16; o > 0; o >>= 1) qs += __shfl_xor_sync(FULL_MASK, qs, o);
+  // lane l keeps words l and 32 + l: plane p = l / 4 (and 8 + l / 4), column block j = l % 4
+  u32 lo = 0, hi = 0;
+  #pragma unroll
+  for (int p = 0; p < 16; p++) {
+    #pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const u32 word = __ballot_sync(FULL_MASK, (q[j] >> p) & 1);
+      if (4 * (p & 7) + j == lane) { if (p < 8) lo = word; else hi = word; }
+    }
+  }
+  xq[64 * g + lane] = lo;
+  xq[64 * g + 32 + lane] = hi;
+  if (lane == 0) reinterpret_cast<float2*>(xq + 64 * G)[g] = make_float2(d, (float)qs * d * 0.25f);
+}
+
+extern "C" __global__ void __launch_bounds__(${QMV_BMMA_THREADS}, 2) qmv_q1_bmma(
+    const unsigned char* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
+    const u32* __restrict__ xq, float* __restrict__ y, int N, int K, int S) {
+#if __CUDA_ARCH__ >= 900
+  PDL_LAUNCH(); // the next kernel may start now: it waits for this one before touching its data
+  extern __shared__ __align__(128) unsigned char smem[];
+  const u32 sbase = (u32)__cvta_generic_to_shared(smem);
+  const int G = K >> 7, GP = (G + 1) >> 1, PW = (GP + 7) >> 3;
+  const int RT = (N + 15) >> 4;
+  const int rt0 = (int)((long long)blockIdx.x * RT / gridDim.x), rt1 = (int)((long long)(blockIdx.x + 1) * RT / gridDim.x);
+  Tiles T;
+  T.w = w; T.sc = reinterpret_cast<const unsigned char*>(sc); T.bi = reinterpret_cast<const unsigned char*>(bi); T.N = N; T.K = K; T.G = G; T.rt0 = rt0; T.S = S;
+  T.RS = (u32)(K >> 3) + ((G & 1) ? 0u : 16u);
+  T.init_copy();
+  T.stageBytes = (16u * T.RS + 64u * (u32)G + 127u) & ~127u;
+  T.bars = sbase;
+  T.stages = sbase + 256u;
+  const u32 red = T.stages + (u32)S * T.stageBytes;
+  const float2* dsx = reinterpret_cast<const float2*>(xq + 64 * G);
+  const int n = rt1 - rt0;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S; s++) { mbar_init(T.full(s), ${QMV_BMMA_THREADS}); mbar_init(T.empty(s), ${QMV_BMMA_THREADS / 32}); }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  for (int i = 0; i < min(S, n); i++) T.issue(i, i);
+  switch (PW) {
+    case 1: qmv_bmma_body<1>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 2: qmv_bmma_body<2>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 3: qmv_bmma_body<3>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 4: qmv_bmma_body<4>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 5: qmv_bmma_body<5>(T, xq, dsx, y, n, red, smem, sbase); break;
+    default: qmv_bmma_body<6>(T, xq, dsx, y, n, red, smem, sbase); break;
+  }
+#else
+  __trap();
+#endif
+}
+`,
+};
