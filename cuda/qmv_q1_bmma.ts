@@ -43,10 +43,13 @@
 // per group made the matvec 2-3x slower than the nibble-table kernel.
 // Pipeline: a stage's "full" mbarrier counts the 256 threads' cp.async landings; its "empty"
 // mbarrier counts the 8 warps that consumed it (each also wrote its 16 partial sums to slot
-// i % (S + 2)). A warp finishes tile i - 1 after computing tile i: waits for its empty barrier,
-// warp (i - 1) % 8 writes y from the 8 partials in a fixed order, and every thread queues its
-// share of tile i - 1 + S. No block-wide barrier in the loop.
-// Shared memory (dynamic): [full[16], empty[16] mbarriers: 256 bytes][S stages][S + 2 slots of
+// i % (S + 4)). When the block's tiles all fit (n <= S: every Bonsai shape but the LM head) they
+// are all queued at entry and no warp waits for another until one barrier at the end. Otherwise:
+// warps take tiles two at a time (independent chains interleave); before waiting
+// for a pair, a warp finishes the previous pair: waits for each tile's empty barrier, warp j % 8
+// writes y of tile j from the 8 partials in a fixed order, and every thread queues its share of
+// tile j + S. No block-wide barrier in the loop.
+// Shared memory (dynamic): [full[16], empty[16] mbarriers: 256 bytes][S stages][S + 4 slots of
 // 8 warps x 16 floats]. qmvBmmaLayout() below computes the same numbers.
 // Speed (bench/RESULTS.md, H200): ~38-41 % of HBM bandwidth on the 8B's MLP shapes and 59 % on the
 // LM head for the matvec alone, latency-bound (8 warps per SM, each walking its tiles one by one).
@@ -69,8 +72,8 @@ export function qmvBmmaLayout(N: number, K: number, grid: number): { stageBytes:
   const G = K / 128;
   const RS = K / 8 + (G % 2 === 0 ? 16 : 0);
   const stageBytes = Math.ceil((16 * RS + 64 * G) / 128) * 128;
-  // 256 bytes of mbarriers, then per stage: the stage and a 512-byte partial-sum slot, + 2 slots
-  const fixed = 256 + 2 * 512;
+  // 256 bytes of mbarriers, then per stage: the stage and a 512-byte partial-sum slot, + 4 slots
+  const fixed = 256 + 4 * 512;
   const tilesPerBlock = Math.ceil(Math.ceil(N / 16) / grid);
   const fit = Math.floor((QMV_BMMA_SMEM_CAP - fixed) / (stageBytes + 512));
   const stages = Math.max(1, Math.min(MAX_STAGES, tilesPerBlock, fit));
@@ -141,7 +144,9 @@ struct Tiles {
   __device__ __forceinline__ u32 empty(int s) const { return bars + 128u + 8u * (u32)s; }  // 8 arrivals: every warp read it
 };
 
-template <int PW>
+// FULL: G even and every warp owns PW whole pairs (GP == 8 * PW), true of every Bonsai shape:
+// the per-pair bounds checks and the odd-G scale path compile away.
+template <int PW, bool FULL>
 __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restrict__ planes, const float2* __restrict__ dsx,
                                               float* __restrict__ y, int n, u32 red, const unsigned char* smem, u32 sbase) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, G = T.G, GP = (G + 1) >> 1;
@@ -151,7 +156,7 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
   float dg[2 * PW], sx4[2 * PW];
   #pragma unroll
   for (int gi = 0; gi < 2 * PW; gi++) {
-    const int g = min(2 * PW * warp + gi, G - 1); // groups past G are never used
+    const int g = FULL ? 2 * PW * warp + gi : min(2 * PW * warp + gi, G - 1); // groups past G are never used
     bf[gi][0] = planes[64 * g + lane];
     bf[gi][1] = planes[64 * g + 32 + lane];
     const float2 f = dsx[g];
@@ -161,10 +166,61 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
   const int w00 = plane_weight(2 * c), w01 = plane_weight(2 * c + 1), w10 = plane_weight(8 + 2 * c), w11 = plane_weight(9 + 2 * c);
   // ldmatrix row address of this lane inside a stage: matrix lane/8 = (rows 8*(m&1).., group +(m>>1))
   const u32 ldOff = (u32)((lane & 7) + 8 * ((lane >> 3) & 1)) * T.RS + 16u * (u32)(lane >> 4);
-  const int R = T.S + 2; // partial-sum slots: a warp runs at most S - 1 tiles ahead of the slowest
-  // Tile j after all 8 warps arrived on its empty barrier (stage sp, phase parity ph): warp j % 8
-  // sums the partials (slot rs) and writes y in a fixed order, and every thread queues its share
-  // of tile j + S into the freed stage. Stage, parity and slot are counted, never divided.
+
+  // This warp's share of one tile in stage st: partial sums of rows ra and ra + 8 (per lane).
+  auto tile = [&](u32 st, float& acc_a, float& acc_b) {
+    const u16* scl = reinterpret_cast<const u16*>(smem + (st + 16u * T.RS - sbase));
+    const u16* bil = scl + 16 * G;
+    acc_a = 0.f; acc_b = 0.f;
+    #pragma unroll
+    for (int pi = 0; pi < PW; pi++) {
+      const int pr = PW * warp + pi;
+      if (FULL || pr < GP) { // warp-uniform
+        const int g = 2 * pr;
+        u32 a[4];
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(st + ldOff + 32u * (u32)pr));
+        // scales and biases of rows ra, ra + 8 for groups g, g + 1 (one 32-bit load each when G is even)
+        float sa[2], sb[2], ba[2], bb[2];
+        if (FULL || (G & 1) == 0) {
+          h2x2(scl + ra * G + g, sa); h2x2(scl + (ra + 8) * G + g, sb);
+          h2x2(bil + ra * G + g, ba); h2x2(bil + (ra + 8) * G + g, bb);
+        } else {
+          const int g1 = min(g + 1, G - 1);
+          sa[0] = h2f(scl[ra * G + g]); sa[1] = h2f(scl[ra * G + g1]);
+          sb[0] = h2f(scl[(ra + 8) * G + g]); sb[1] = h2f(scl[(ra + 8) * G + g1]);
+          ba[0] = h2f(bil[ra * G + g]); ba[1] = h2f(bil[ra * G + g1]);
+          bb[0] = h2f(bil[(ra + 8) * G + g]); bb[1] = h2f(bil[(ra + 8) * G + g1]);
+        }
+        #pragma unroll
+        for (int h = 0; h < 2; h++) {
+          if (!FULL && h == 1 && g + 1 >= G) break; // odd G: the pair's second group does not exist
+          int c0[4] = {0, 0, 0, 0}, c1[4] = {0, 0, 0, 0};
+          bmma(c0, a[2 * h], a[2 * h + 1], bf[2 * pi + h][0]);
+          bmma(c1, a[2 * h], a[2 * h + 1], bf[2 * pi + h][1]);
+          const int Ia = c0[0] * w00 + c0[1] * w01 + c1[0] * w10 + c1[1] * w11;
+          const int Ib = c0[2] * w00 + c0[3] * w01 + c1[2] * w10 + c1[3] * w11;
+          const float d = dg[2 * pi + h], sq = sx4[2 * pi + h];
+          acc_a = fmaf(sa[h] * d, (float)Ia, acc_a);
+          acc_a = fmaf(ba[h], sq, acc_a);
+          acc_b = fmaf(sb[h] * d, (float)Ib, acc_b);
+          acc_b = fmaf(bb[h], sq, acc_b);
+        }
+      }
+    }
+    acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 1); acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 2);
+    acc_b += __shfl_xor_sync(FULL_MASK, acc_b, 1); acc_b += __shfl_xor_sync(FULL_MASK, acc_b, 2);
+  };
+  auto put = [&](int rs, float acc_a, float acc_b) { // lanes 4r of the warp hold rows r, r + 8
+    const u32 rb = red + (u32)rs * 512u + (u32)warp * 64u;
+    if (c == 0) {
+      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + ra * 4), "f"(acc_a) : "memory");
+      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + (ra + 8) * 4), "f"(acc_b) : "memory");
+    }
+  };
+  // Tile j once all 8 warps arrived on its empty barrier (stage sp, parity ph): warp j % 8 sums
+  // the partials (slot rs) and writes y in a fixed order; every thread queues its share of tile
+  // j + S into the freed stage. Stage, parity and slot are counted, never divided.
   auto finish = [&](int j, int sp, u32 ph, int rs) {
     mbar_wait(T.empty(sp), ph);
     if (warp == (j & 7) && lane < 16) {
@@ -182,66 +238,70 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
     }
     if (j + T.S < n) T.issue(j + T.S, sp);
   };
-
-  int s = 0, rs = 0, sPrev = 0, rsPrev = 0;
-  u32 ph = 0, phPrev = 0;
-  for (int i = 0; i < n; i++) {
-    const u32 st = T.stages + (u32)s * T.stageBytes;
-    mbar_wait(T.full(s), ph);
-    const u16* scl = reinterpret_cast<const u16*>(smem + (st + 16u * T.RS - sbase));
-    const u16* bil = scl + 16 * G;
-    float acc_a = 0.f, acc_b = 0.f;
-    #pragma unroll
-    for (int pi = 0; pi < PW; pi++) {
-      const int pr = PW * warp + pi;
-      if (pr < GP) { // warp-uniform
-        const int g = 2 * pr;
-        u32 a[4];
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(st + ldOff + 32u * (u32)pr) : "memory");
-        // scales and biases of rows ra, ra + 8 for groups g, g + 1 (one 32-bit load each when G is even)
-        float sa[2], sb[2], ba[2], bb[2];
-        if ((G & 1) == 0) {
-          h2x2(scl + ra * G + g, sa); h2x2(scl + (ra + 8) * G + g, sb);
-          h2x2(bil + ra * G + g, ba); h2x2(bil + (ra + 8) * G + g, bb);
-        } else {
-          const int g1 = min(g + 1, G - 1);
-          sa[0] = h2f(scl[ra * G + g]); sa[1] = h2f(scl[ra * G + g1]);
-          sb[0] = h2f(scl[(ra + 8) * G + g]); sb[1] = h2f(scl[(ra + 8) * G + g1]);
-          ba[0] = h2f(bil[ra * G + g]); ba[1] = h2f(bil[ra * G + g1]);
-          bb[0] = h2f(bil[(ra + 8) * G + g]); bb[1] = h2f(bil[(ra + 8) * G + g1]);
-        }
-        #pragma unroll
-        for (int h = 0; h < 2; h++) {
-          if (h == 1 && g + 1 >= G) break; // odd G: the pair's second group does not exist
-          int c0[4] = {0, 0, 0, 0}, c1[4] = {0, 0, 0, 0};
-          bmma(c0, a[2 * h], a[2 * h + 1], bf[2 * pi + h][0]);
-          bmma(c1, a[2 * h], a[2 * h + 1], bf[2 * pi + h][1]);
-          const int Ia = c0[0] * w00 + c0[1] * w01 + c1[0] * w10 + c1[1] * w11;
-          const int Ib = c0[2] * w00 + c0[3] * w01 + c1[2] * w10 + c1[3] * w11;
-          const float d = dg[2 * pi + h], sq = sx4[2 * pi + h];
-          acc_a = fmaf(sa[h] * d, (float)Ia, acc_a);
-          acc_a = fmaf(ba[h], sq, acc_a);
-          acc_b = fmaf(sb[h] * d, (float)Ib, acc_b);
-          acc_b = fmaf(bb[h], sq, acc_b);
-        }
+  const int R = T.S + 4; // partial-sum slots (a warp is at most one pair of tiles ahead of a finish)
+  constexpr bool PAIRS = PW <= 3; // two tiles' state for PW > 3 would spill past 128 registers
+  if (n <= T.S) {
+    // Every tile of this block was queued at entry (stage i = tile i, phase 0): no stage is reused,
+    // so no warp waits for another until the end; tile i's partials go to slot i.
+    int i = 0;
+    if (PAIRS) {
+      for (; i + 1 < n; i += 2) {
+        mbar_wait(T.full(i), 0u); mbar_wait(T.full(i + 1), 0u);
+        float a0, b0, a1, b1;
+        tile(T.stages + (u32)i * T.stageBytes, a0, b0);
+        tile(T.stages + (u32)(i + 1) * T.stageBytes, a1, b1);
+        put(i, a0, b0); put(i + 1, a1, b1);
       }
     }
-    acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 1); acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 2);
-    acc_b += __shfl_xor_sync(FULL_MASK, acc_b, 1); acc_b += __shfl_xor_sync(FULL_MASK, acc_b, 2);
-    const u32 rb = red + (u32)rs * 512u + (u32)warp * 64u;
-    if (c == 0) {
-      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + ra * 4), "f"(acc_a) : "memory");
-      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + (ra + 8) * 4), "f"(acc_b) : "memory");
+    for (; i < n; i++) {
+      mbar_wait(T.full(i), 0u);
+      float a0, b0;
+      tile(T.stages + (u32)i * T.stageBytes, a0, b0);
+      put(i, a0, b0);
     }
-    __syncwarp();
-    if (lane == 0) mbar_arrive(T.empty(s)); // this warp is done with stage s and wrote its partials
-    if (i > 0) finish(i - 1, sPrev, phPrev, rsPrev); // one tile behind: the other warps are done with it by now
-    sPrev = s; phPrev = ph; rsPrev = rs;
-    if (++s == T.S) { s = 0; ph ^= 1u; }
-    if (++rs == R) rs = 0;
+    __syncthreads();
+    for (int t = threadIdx.x; t < 16 * n; t += ${QMV_BMMA_THREADS}) {
+      const int j = t >> 4, l = t & 15, r = 16 * (T.rt0 + j) + l;
+      if (r < T.N) {
+        float v = 0.f;
+        #pragma unroll
+        for (int ww = 0; ww < 8; ww++) {
+          float p;
+          asm volatile("ld.shared.f32 %0, [%1];" : "=f"(p) : "r"(red + (u32)j * 512u + ww * 64 + l * 4) : "memory");
+          v += p;
+        }
+        y[r] = v;
+      }
+    }
+    return;
   }
-  if (n > 0) finish(n - 1, sPrev, phPrev, rsPrev);
+  int s = 0, rs = 0;
+  u32 ph = 0;
+  auto next = [&](int& s_, u32& ph_, int& rs_) { s_ = s; ph_ = ph; rs_ = rs; if (++s == T.S) { s = 0; ph ^= 1u; } if (++rs == R) rs = 0; };
+  // Tiles go two at a time (PW <= 3), so that their independent chains interleave. The previous pair is
+  // finished before waiting for this one (its refills are what this wait may need when S < 4).
+  int pj = 0, pn = 0, ps0 = 0, ps1 = 0, pr0 = 0, pr1 = 0;
+  u32 pph0 = 0, pph1 = 0;
+  for (int i = 0; i < n; i += PAIRS ? 2 : 1) {
+    if (pn > 0) finish(pj, ps0, pph0, pr0);
+    if (pn > 1) finish(pj + 1, ps1, pph1, pr1);
+    const bool two = PAIRS && i + 1 < n;
+    int s0, r0, s1, r1; u32 ph0, ph1;
+    next(s0, ph0, r0);
+    if (two) next(s1, ph1, r1); else { s1 = s0; ph1 = ph0; r1 = r0; }
+    mbar_wait(T.full(s0), ph0);
+    if (two) mbar_wait(T.full(s1), ph1);
+    float a0, b0, a1 = 0.f, b1 = 0.f;
+    tile(T.stages + (u32)s0 * T.stageBytes, a0, b0);
+    if (PAIRS) tile(T.stages + (u32)s1 * T.stageBytes, a1, b1); // the same tile again when n is odd: not written
+    put(r0, a0, b0);
+    if (two) put(r1, a1, b1);
+    __syncwarp();
+    if (lane == 0) { mbar_arrive(T.empty(s0)); if (two) mbar_arrive(T.empty(s1)); }
+    pj = i; pn = two ? 2 : 1; ps0 = s0; ps1 = s1; pph0 = ph0; pph1 = ph1; pr0 = r0; pr1 = r1;
+  }
+  if (pn > 0) finish(pj, ps0, pph0, pr0);
+  if (pn > 1) finish(pj + 1, ps1, pph1, pr1);
 }
 #endif
 
@@ -288,7 +348,7 @@ extern "C" __global__ void __launch_bounds__(${QMV_BMMA_THREADS}, 2) qmv_q1_bmma
   const u32 sbase = (u32)__cvta_generic_to_shared(smem);
   const int G = K >> 7, GP = (G + 1) >> 1, PW = (GP + 7) >> 3;
   const int RT = (N + 15) >> 4;
-  const int rt0 = (int)((long long)blockIdx.x * RT / gridDim.x), rt1 = (int)((long long)(blockIdx.x + 1) * RT / gridDim.x);
+  const int rt0 = (int)(blockIdx.x * (u32)RT / gridDim.x), rt1 = (int)((blockIdx.x + 1) * (u32)RT / gridDim.x); // RT * grid < 2^32
   Tiles T;
   T.w = w; T.sc = reinterpret_cast<const unsigned char*>(sc); T.bi = reinterpret_cast<const unsigned char*>(bi); T.N = N; T.K = K; T.G = G; T.rt0 = rt0; T.S = S;
   T.RS = (u32)(K >> 3) + ((G & 1) ? 0u : 16u);
@@ -305,13 +365,20 @@ extern "C" __global__ void __launch_bounds__(${QMV_BMMA_THREADS}, 2) qmv_q1_bmma
   }
   __syncthreads();
   for (int i = 0; i < min(S, n); i++) T.issue(i, i);
-  switch (PW) {
-    case 1: qmv_bmma_body<1>(T, xq, dsx, y, n, red, smem, sbase); break;
-    case 2: qmv_bmma_body<2>(T, xq, dsx, y, n, red, smem, sbase); break;
-    case 3: qmv_bmma_body<3>(T, xq, dsx, y, n, red, smem, sbase); break;
-    case 4: qmv_bmma_body<4>(T, xq, dsx, y, n, red, smem, sbase); break;
-    case 5: qmv_bmma_body<5>(T, xq, dsx, y, n, red, smem, sbase); break;
-    default: qmv_bmma_body<6>(T, xq, dsx, y, n, red, smem, sbase); break;
+  const bool full = (G & 1) == 0 && GP == 8 * PW;
+  switch (PW * 2 + (full ? 1 : 0)) {
+    case 2: qmv_bmma_body<1, false>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 3: qmv_bmma_body<1, true>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 4: qmv_bmma_body<2, false>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 5: qmv_bmma_body<2, true>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 6: qmv_bmma_body<3, false>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 7: qmv_bmma_body<3, true>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 8: qmv_bmma_body<4, false>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 9: qmv_bmma_body<4, true>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 10: qmv_bmma_body<5, false>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 11: qmv_bmma_body<5, true>(T, xq, dsx, y, n, red, smem, sbase); break;
+    case 12: qmv_bmma_body<6, false>(T, xq, dsx, y, n, red, smem, sbase); break;
+    default: qmv_bmma_body<6, true>(T, xq, dsx, y, n, red, smem, sbase); break;
   }
 #else
   __trap();
