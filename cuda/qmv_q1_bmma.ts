@@ -80,10 +80,50 @@ export function qmvBmmaLayout(N: number, K: number, grid: number): { stageBytes:
   return { stageBytes, stages, smem: fixed + stages * (stageBytes + 512) };
 }
 
+
+/** Device code shared by every kernel that writes quantized x for qmv_q1_bmma (qmv_x16_prep here,
+ *  the fused norms and SwiGLU of cuda/x16_fused.ts): x16_group(v, xq, g, G), called by a whole warp
+ *  with lane l holding v[j] = x[128g + 32j + l], writes group g of xq: planes u32 [G][64] (word
+ *  4p + j = bit p of q over columns 128g + 32j + 0..31, the B-fragment order), then float2 [G]
+ *  (d_g, d_g * sum(q) / 4). The quantization is described at the top of this file. */
+export const X16_QUANT = /* cuda */ `
+__device__ __forceinline__ void x16_group(const float (&v)[4], u32* __restrict__ xq, int g, int G) {
+  const int lane = threadIdx.x & 31;
+  const float m = warp_max(fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3]))));
+  const int E = max((__float_as_int(m) >> 23) & 255, 15);
+  const float inv = __int_as_float((268 - E) << 23), d = __int_as_float((E - 14) << 23);
+  int q[4], qs = 0;
+  #pragma unroll
+  for (int j = 0; j < 4; j++) { q[j] = min(__float2int_rn(v[j] * inv), 32767); qs += q[j]; }
+  #pragma unroll
+  for (int o = 16; o > 0; o >>= 1) qs += __shfl_xor_sync(FULL_MASK, qs, o);
+  // Bit planes by two 32x32 bit transposes across the warp (5 shuffle rounds each): row = lane t's
+  // q_{2u} | q_{2u+1} << 16, so after transpose u lane s holds plane s % 16 of block 2u + s / 16
+  // over the 32 lanes; then lane l fetches its own words (plane l / 4, and 8 + l / 4, of block
+  // l % 4) with two shuffles each. (64 ballots plus selects cost ~3x the instructions.)
+  u32 X0 = (u32)(q[0] & 0xffff) | ((u32)q[1] << 16), X1 = (u32)(q[2] & 0xffff) | ((u32)q[3] << 16);
+  #pragma unroll
+  for (int sh = 16; sh > 0; sh >>= 1) {
+    const u32 m = sh == 16 ? 0x0000ffffu : sh == 8 ? 0x00ff00ffu : sh == 4 ? 0x0f0f0f0fu : sh == 2 ? 0x33333333u : 0x55555555u;
+    const u32 t0 = __shfl_xor_sync(FULL_MASK, X0, sh), t1 = __shfl_xor_sync(FULL_MASK, X1, sh);
+    const bool top = (lane & sh) == 0;
+    X0 = top ? ((X0 & m) | ((t0 & m) << sh)) : ((X0 & ~m) | ((t0 & ~m) >> sh));
+    X1 = top ? ((X1 & m) | ((t1 & m) << sh)) : ((X1 & ~m) | ((t1 & ~m) >> sh));
+  }
+  const int sLo = (lane >> 2) + 16 * (lane & 1), sHi = sLo + 8;
+  const u32 lo0 = __shfl_sync(FULL_MASK, X0, sLo), lo1 = __shfl_sync(FULL_MASK, X1, sLo);
+  const u32 hi0 = __shfl_sync(FULL_MASK, X0, sHi), hi1 = __shfl_sync(FULL_MASK, X1, sHi);
+  const u32 lo = (lane & 2) ? lo1 : lo0, hi = (lane & 2) ? hi1 : hi0;
+  xq[64 * g + lane] = lo;
+  xq[64 * g + 32 + lane] = hi;
+  if (lane == 0) reinterpret_cast<float2*>(xq + 64 * G)[g] = make_float2(d, (float)qs * d * 0.25f);
+}
+`;
+
 export const qmv_q1_bmma: KernelFile = {
   file: "qmv_q1_bmma",
   kernels: ["qmv_x16_prep", "qmv_q1_bmma"],
-  source: COMMON + /* cuda */ `
+  source: COMMON + X16_QUANT + /* cuda */ `
 #if __CUDA_ARCH__ >= 900
 __device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
@@ -306,8 +346,7 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
 #endif
 
 
-// qmv_x16_prep: x [K] f32 -> xq: planes u32 [G][64] (word 4p + j = bit p of q over columns
-// 128g + 32j + 0..31, the B-fragment order), then float2 [G] (d_g, d_g * sum(q) / 4). One warp per group.
+// qmv_x16_prep: x [K] f32 -> xq (layout above x16_group). One warp per group.
 extern "C" __global__ void __launch_bounds__(128) qmv_x16_prep(const float* __restrict__ x, u32* __restrict__ xq, int K) {
   PDL_LAUNCH(); // the matvec may start streaming its weights now
   PDL_WAIT();
@@ -316,27 +355,7 @@ extern "C" __global__ void __launch_bounds__(128) qmv_x16_prep(const float* __re
   float v[4];
   #pragma unroll
   for (int j = 0; j < 4; j++) v[j] = x[128 * g + 32 * j + lane];
-  const float m = warp_max(fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3]))));
-  const int E = max((__float_as_int(m) >> 23) & 255, 15);
-  const float inv = __int_as_float((268 - E) << 23), d = __int_as_float((E - 14) << 23);
-  int q[4], qs = 0;
-  #pragma unroll
-  for (int j = 0; j < 4; j++) { q[j] = min(__float2int_rn(v[j] * inv), 32767); qs += q[j]; }
-  #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) qs += __shfl_xor_sync(FULL_MASK, qs, o);
-  // lane l keeps words l and 32 + l: plane p = l / 4 (and 8 + l / 4), column block j = l % 4
-  u32 lo = 0, hi = 0;
-  #pragma unroll
-  for (int p = 0; p < 16; p++) {
-    #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const u32 word = __ballot_sync(FULL_MASK, (q[j] >> p) & 1);
-      if (4 * (p & 7) + j == lane) { if (p < 8) lo = word; else hi = word; }
-    }
-  }
-  xq[64 * g + lane] = lo;
-  xq[64 * g + 32 + lane] = hi;
-  if (lane == 0) reinterpret_cast<float2*>(xq + 64 * G)[g] = make_float2(d, (float)qs * d * 0.25f);
+  x16_group(v, xq, g, G);
 }
 
 extern "C" __global__ void __launch_bounds__(${QMV_BMMA_THREADS}, 2) qmv_q1_bmma(

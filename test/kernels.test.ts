@@ -116,6 +116,47 @@ for (const name of GPUS) {
       gpu.setKernelVariant?.("matvec", variants()[0]!);
     });
 
+    // ---- bmma: the norms and SwiGLU that also quantize x for the next matvec (cuda/x16_fused.ts) --
+    // With variant bmma, a one-row rmsnorm / addRmsnorm / swiglu leaves x16(out) for the matvec
+    // that follows; the matvec must equal the CPU on x16(out) whether it used that or its own prep.
+    for (const [kind, n] of [["rmsnorm", 4096], ["addRmsnorm", 2048], ["swiglu", 12288], ["swiglu", 6144]] as const) {
+      t(`bmma after a fused ${kind} (n = ${n}): out abs error <= 1e-5, matvec rel error <= 1e-5 vs CPU on x16(out)`, async () => {
+        if (!variants().includes("bmma")) return void console.log("kernels.test: no bmma variant on this GPU");
+        const rng = new Rng(n + kind.length), N = 300;
+        const a = floats(rng, n, 3), bv = floats(rng, n, 3), w = floats(rng, n), q = exactQ1(rng, N, n, true);
+        const produce = (b: Backend, o: Buf) => {
+          if (kind === "rmsnorm") b.rmsnorm(o, b.upload(a), b.upload(w), 1, n, 1e-6);
+          else if (kind === "addRmsnorm") b.addRmsnorm(b.upload(a), b.upload(bv), b.upload(w), o, 1, n, 1e-6);
+          else b.swiglu(o, b.upload(a), b.upload(bv), n);
+        };
+        const co = cpu.alloc(n);
+        produce(cpu, co);
+        const cOut = await cpu.read(co), cy = cpu.alloc(N);
+        cpu.matmul(cy, cpu.upload(quantizeX16(cOut)), cpu.uploadQ1(q), 1);
+        const want = await cpu.read(cy), scale = Math.max(...Array.from(want, Math.abs));
+        gpu.setKernelVariant?.("matvec", "bmma");
+        const go = gpu.alloc(n), gw = gpu.uploadQ1(q), gy = gpu.alloc(N);
+        produce(gpu, go);
+        gpu.matmul(gy, go, gw, 1); // uses the fused quantization
+        const gOut = await gpu.read(go), got = await gpu.read(gy);
+        expect(maxAbsDiff(gOut, cOut)).toBeLessThanOrEqual(1e-5);
+        // against x16 of the GPU's own out (f32 rounding of the norm may move a value across a step)
+        const cy2 = cpu.alloc(N);
+        cpu.matmul(cy2, cpu.upload(quantizeX16(gOut)), cpu.uploadQ1(q), 1);
+        const want2 = await cpu.read(cy2);
+        expect(maxAbsDiff(got, want2) / scale).toBeLessThanOrEqual(1e-5);
+        expect(maxAbsDiff(got, want) / scale).toBeLessThanOrEqual(1e-4);
+        // an op that rewrites out in between: the matvec must quantize the new out itself
+        gpu.add(go, go, go, n); // out *= 2
+        gpu.matmul(gy, go, gw, 1);
+        const doubled = await gpu.read(gy);
+        const cy3 = cpu.alloc(N);
+        cpu.matmul(cy3, cpu.upload(quantizeX16(gOut.map((v) => 2 * v))), cpu.uploadQ1(q), 1);
+        expect(maxAbsDiff(doubled, await cpu.read(cy3)) / (2 * scale)).toBeLessThanOrEqual(1e-5);
+        gpu.setKernelVariant?.("matvec", variants()[0]!);
+      });
+    }
+
     // ---- prefill matmul (M > 1): exact ---------------------------------------------------------
     for (const [M, N, K] of [[2, 130, 640], [17, 67, 1152], [100, 300, 1152], [512, 130, 640]] as const) {
       t(`matmul M=${M} N=${N} K=${K} (tails in M and N): exact`, async () => {

@@ -24,4 +24,7 @@ export const KERNEL_SIGS: Readonly<Record<string, string>> = {
 export const CUDA_ONLY: Readonly<Record<string, { sig: string; why: string }>> = {
   qmv_q1_bmma: { sig: "pppppiii", why: "binary tensor cores (mma .b1 AND+POPC) and mbarrier-tracked async copies: Apple GPUs have no binary matrix unit" },
   qmv_x16_prep: { sig: "ppi", why: "the 16-bit plane quantization of x that only qmv_q1_bmma consumes" },
+  rmsnorm_x16_f32: { sig: "ppppif", why: "rmsnorm with qmv_q1_bmma's x quantization fused in (for the bmma matvec only)" },
+  add_rmsnorm_x16_f32: { sig: "pppppif", why: "add_rmsnorm with qmv_q1_bmma's x quantization fused in (for the bmma matvec only)" },
+  swiglu_x16_f32: { sig: "ppppi", why: "swiglu with qmv_q1_bmma's x quantization fused in (for the bmma matvec only)" },
 };

@@ -16,6 +16,7 @@ import { fmtBytes, type Cuda } from "../../../ffi/cuda.ts";
 import type { KernelFile } from "../../../cuda/common.ts";
 import { qmv_q1_f32, qmvMaxSharedBytes, qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../cuda/qmv_q1_f32.ts";
 import { qmv_q1_f32_legacy } from "../../../cuda/qmv_q1_f32_legacy.ts";
+import { x16_fused } from "../../../cuda/x16_fused.ts";
 import { qmv_q1_bmma, qmvBmmaLayout, QMV_BMMA_MAX_K, QMV_BMMA_SMEM_CAP, QMV_BMMA_THREADS, x16Bytes } from "../../../cuda/qmv_q1_bmma.ts";
 import { qmm_q1_f32, QMM_BM, QMM_BN } from "../../../cuda/qmm_q1_f32.ts";
 import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
@@ -33,7 +34,7 @@ import { checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, check
 export { cudaUnavailableReason };
 
 const SIGS: Record<string, Sig> = { ...KERNEL_SIGS, ...Object.fromEntries(Object.entries(CUDA_ONLY).map(([k, v]) => [k, v.sig])) };
-const FILES: KernelFile[] = [qmv_q1_bmma, qmv_q1_f32, qmv_q1_f32_legacy, qmm_q1_f32, embed_q1_f32, rmsnorm_f32, elementwise_f32, qk_norm_rope_append_f32, attention_f32, sample_f32];
+const FILES: KernelFile[] = [qmv_q1_bmma, x16_fused, qmv_q1_f32, qmv_q1_f32_legacy, qmm_q1_f32, embed_q1_f32, rmsnorm_f32, elementwise_f32, qk_norm_rope_append_f32, attention_f32, sample_f32];
 
 /** One cuMemAlloc. Views (slices) point into it; freeing marks it dead so stale views throw. */
 class Alloc {
@@ -81,9 +82,9 @@ export class CudaBackend implements Backend {
   readonly compileStats: CompileStats = { compiled: 0, cached: 0, ms: 0 };
   /** Programmatic dependent launch: on sm_90+, unless BUNSAI_NO_PDL=1. */
   readonly pdl: boolean;
-  /** Matvec variants, the default first: "fast" (nibble table, exact f32), "bmma" (binary tensor
-   *  cores on x quantized to 16 bits per group, sm_90+; faster on its own, not yet in a decode step:
-   *  bench/RESULTS.md), "legacy" (one row per warp). BUNSAI_QMV_KERNEL picks one. */
+  /** Matvec variants, the default first: on sm_90+ "bmma" (binary tensor cores against x quantized
+   *  to 16 bits per 128-group; the norms and SwiGLU before it quantize as they write), else "fast"
+   *  (nibble table, exact f32 x); "legacy" (one row per warp). BUNSAI_QMV_KERNEL picks one. */
   readonly kernelVariants: { matvec: readonly MatvecVariant[] };
   private matvecVariant: MatvecVariant;
   private readonly ctx: bigint;
@@ -100,6 +101,11 @@ export class CudaBackend implements Backend {
   private stepHost = new Int32Array(0);
   private partials: Alloc | null = null; // attention partials, grown on demand
   private readonly xq: Alloc; // x quantized for qmv_q1_bmma (qmv_x16_prep's output), for any K it takes
+  // The f32 vector (device address, length) whose quantized form the last op left in xq: set by the
+  // fused norm / SwiGLU kernels, cleared by every other op, so a matvec skips its prep only when
+  // nothing ran between the producer and it.
+  private xqOf = 0n;
+  private xqLen = 0;
   private readonly retired: Alloc[] = []; // outgrown buffers a captured graph may still name
   private readonly ropeTables = new WeakMap<RopeSpec, Alloc>();
   private readonly scratch: Alloc; // 16 bytes: argmax key (u64) and sampled token (u32)
@@ -128,7 +134,7 @@ export class CudaBackend implements Backend {
       if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, qmvMaxSharedBytes);
       if (kf === qmv_q1_bmma && rt.dev.ccMajor >= 9) this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, QMV_BMMA_SMEM_CAP);
     }
-    this.kernelVariants = { matvec: rt.dev.ccMajor >= 9 ? ["fast", "bmma", "legacy"] : ["fast", "legacy"] };
+    this.kernelVariants = { matvec: rt.dev.ccMajor >= 9 ? ["bmma", "fast", "legacy"] : ["fast", "legacy"] };
     const env = process.env.BUNSAI_QMV_KERNEL;
     if (env !== undefined && !this.kernelVariants.matvec.includes(env as MatvecVariant)) {
       throw new Error(`BUNSAI_QMV_KERNEL must be one of ${this.kernelVariants.matvec.join(", ")} on ${rt.dev.arch}, got "${env}"`);
@@ -267,6 +273,7 @@ export class CudaBackend implements Backend {
 
   // ---- ops --------------------------------------------------------------------------------------
   embed(out: Buf, table: Q1Weight): void {
+    this.xqOf = 0n;
     const o = this.buf("embed", out), t = this.q1("embed", table), T = this.T, K = t.cols;
     if (T === 0) throw new Error("embed: call setStep first");
     needLen("embed", "out", out, T * K);
@@ -281,6 +288,10 @@ export class CudaBackend implements Backend {
     const o = this.buf("rmsnorm", out), xb = this.buf("rmsnorm", x), w = this.buf("rmsnorm", weight);
     checkNorm("rmsnorm", out, x, weight, rows, dim);
     if (o.ptr !== xb.ptr) this.noOverlap("rmsnorm", o, rows * dim, xb, rows * dim);
+    if (this.fuseX16(rows, dim)) {
+      this.k.rmsnorm_x16_f32!.launch([1, 1, 1], [1024, 1, 1], 0, this.stream, xb.ptr, w.ptr, o.ptr, this.xq.ptr, dim, eps);
+      return this.producedX16(o, dim);
+    }
     this.k.rmsnorm_f32!.launch([rows, 1, 1], [RMS_THREADS, 1, 1], 0, this.stream, xb.ptr, w.ptr, o.ptr, dim, eps, this.vec4(dim, xb, w, o));
   }
   addRmsnorm(x: Buf, delta: Buf, weight: Buf, out: Buf, rows: number, dim: number, eps: number): void {
@@ -290,8 +301,19 @@ export class CudaBackend implements Backend {
     this.noOverlap(op, xb, rows * dim, d, rows * dim);
     this.noOverlap(op, o, rows * dim, d, rows * dim);
     if (o.ptr !== xb.ptr) this.noOverlap(op, o, rows * dim, xb, rows * dim);
+    if (this.fuseX16(rows, dim)) {
+      this.k.add_rmsnorm_x16_f32!.launch([1, 1, 1], [1024, 1, 1], 0, this.stream, xb.ptr, d.ptr, w.ptr, o.ptr, this.xq.ptr, dim, eps);
+      return this.producedX16(o, dim);
+    }
     this.k.add_rmsnorm_f32!.launch([rows, 1, 1], [RMS_THREADS, 1, 1], 0, this.stream, xb.ptr, d.ptr, w.ptr, o.ptr, dim, eps, this.vec4(dim, xb, w, o, d));
   }
+  /** Whether a one-row norm / SwiGLU of `n` floats should also leave x16(out) in xq: only while
+   *  the bmma matvec is on (it is what reads xq) and n fits it. Clears the xq tag either way. */
+  private fuseX16(rows: number, n: number): boolean {
+    this.xqOf = 0n;
+    return this.matvecVariant === "bmma" && rows === 1 && n % 128 === 0 && n <= QMV_BMMA_MAX_K;
+  }
+  private producedX16(out: CudaBuf, n: number): void { this.xqOf = out.ptr; this.xqLen = n; }
   /** 1 when rows of `dim` floats can be read as float4 and held in registers by the norm kernels. */
   private vec4(dim: number, ...bufs: CudaBuf[]): number {
     return dim % 4 === 0 && dim <= RMS_MAX_VEC_DIM && bufs.every((b) => b.ptr % 16n === 0n) ? 1 : 0;
@@ -316,8 +338,8 @@ export class CudaBackend implements Backend {
   private matvec(q: CudaQ1, x: bigint, y: bigint): void {
     const N = q.rows, K = q.cols;
     if (this.matvecVariant === "bmma" && K <= QMV_BMMA_MAX_K) {
-      this.prepX16(x, K);
-      this.qmvBmma(q, y);
+      if (this.xqOf !== x || this.xqLen !== K) { this.prepX16(x, K); this.xqOf = x; this.xqLen = K; }
+      this.qmvBmma(q, y); // y never overlaps x (checked), so xq still holds x16(x) afterwards
       return;
     }
     // fast: nibble-table kernel, persistent (one block per SM, each builds the table once)
@@ -336,6 +358,7 @@ export class CudaBackend implements Backend {
     const o = this.buf("matvecPart", out), xb = this.buf("matvecPart", x), q = this.q1("matvecPart", w);
     checkMatmul(out, x, w, 1);
     if (this.info.ccMajor < 9 || q.cols > QMV_BMMA_MAX_K) throw new Error("matvecPart: the bmma matvec needs sm_90 and K <= 12288");
+    this.xqOf = 0n;
     if (part === "prep") this.prepX16(xb.ptr, q.cols);
     else this.qmvBmma(q, o.ptr);
   }
@@ -359,6 +382,7 @@ export class CudaBackend implements Backend {
     rope: RopeSpec, shape: AttnShape, cache: KVCache, layer: number, T: number,
   ): void {
     const op = "qkNormRopeAppend";
+    this.xqOf = 0n;
     const c = this.kv(op, cache, layer, shape), { nHeads, nKvHeads, headDim: D } = shape;
     const qb = this.buf(op, q), kb = this.buf(op, k), vb = this.buf(op, v), qn = this.buf(op, qNorm), kn = this.buf(op, kNorm);
     checkStepT(op, T, this.T, this.pos, c);
@@ -376,6 +400,7 @@ export class CudaBackend implements Backend {
 
   attention(out: Buf, q: Buf, shape: AttnShape, cache: KVCache, layer: number, T: number): void {
     const op = "attention";
+    this.xqOf = 0n;
     const c = this.kv(op, cache, layer, shape), { nHeads, headDim: D } = shape;
     const o = this.buf(op, out), qb = this.buf(op, q);
     checkStepT(op, T, this.T, this.pos, c);
@@ -395,14 +420,24 @@ export class CudaBackend implements Backend {
   }
 
   private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {
+    this.xqOf = 0n;
     const o = this.buf(op, out), ab = this.buf(op, a), bb = this.buf(op, b);
     checkElementwise(op, out, a, b, n);
     const grid = Math.min(ceil(n, 256), 8 * this.info.sms);
     this.k[kernel]!.launch([grid, 1, 1], [256, 1, 1], 0, this.stream, ab.ptr, bb.ptr, o.ptr, n);
   }
-  swiglu(out: Buf, gate: Buf, up: Buf, n: number): void { this.elementwise("swiglu_f32", "swiglu", out, gate, up, n); }
+  swiglu(out: Buf, gate: Buf, up: Buf, n: number): void {
+    if (this.fuseX16(1, n)) {
+      const o = this.buf("swiglu", out), g = this.buf("swiglu", gate), u = this.buf("swiglu", up);
+      checkElementwise("swiglu", out, gate, up, n);
+      this.k.swiglu_x16_f32!.launch([ceil(n / 128, 8), 1, 1], [256, 1, 1], 0, this.stream, g.ptr, u.ptr, o.ptr, this.xq.ptr, n);
+      return this.producedX16(o, n);
+    }
+    this.elementwise("swiglu_f32", "swiglu", out, gate, up, n);
+  }
   add(out: Buf, a: Buf, b: Buf, n: number): void { this.elementwise("add_f32", "add", out, a, b, n); }
   copy2d(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void {
+    this.xqOf = 0n;
     const d = this.buf("copy2d", dst), s = this.buf("copy2d", src);
     checkCopy2d(dst, dstStride, src, srcStride, rows, cols);
     if (rows * cols === 0) return;

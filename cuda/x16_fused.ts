@@ -1,0 +1,84 @@
+// The kernels that feed qmv_q1_bmma, with its x quantization fused in (CUDA only, like it):
+// rmsnorm_x16_f32:     out = rmsnorm(x) * weight                          and xq = x16(out)
+// add_rmsnorm_x16_f32: x += delta; out = rmsnorm(x) * weight              and xq = x16(out)
+// swiglu_x16_f32:      out[i] = gate[i] / (1 + exp(-gate[i])) * up[i]     and xq = x16(out)
+// For one row (decode): the host uses them when the bmma matvec is on and the vector's length is a
+// multiple of 128 up to 12288, so the matvec that follows needs no qmv_x16_prep launch of its own.
+// out is written exactly as rmsnorm_f32 / add_rmsnorm_f32 / swiglu_f32 would (up to the order of
+// the f32 sum of squares); xq as qmv_x16_prep would from out (x16_group, cuda/qmv_q1_bmma.ts).
+//
+// Thread -> data mapping: warp w of the grid takes 128-element groups g = w, w + W, ... (W = warps
+// in the grid); lane l holds elements 128g + 32j + l, j < 4 (the layout x16_group wants).
+// The norms run in one block of 1024 threads (32 warps: one group each for 4096 = the 8B's
+// hidden size; a group's quantization is a chain of shuffles and ballots, so groups go to as many
+// warps as possible): a first pass sums the squares (and writes x += delta), a block sum, then a
+// second pass re-reads its own elements, scales them, writes out and quantizes each group.
+// SwiGLU: ceil(G / 8) blocks of 256 threads, one pass.
+
+import { COMMON, type KernelFile } from "./common.ts";
+import { X16_QUANT } from "./qmv_q1_bmma.ts";
+
+export const x16_fused: KernelFile = {
+  file: "x16_fused",
+  kernels: ["rmsnorm_x16_f32", "add_rmsnorm_x16_f32", "swiglu_x16_f32"],
+  source: COMMON + X16_QUANT + /* cuda */ `
+#define NT 1024
+#define NTS 256
+__device__ __forceinline__ void rms_x16(float* x, const float* delta, const float* __restrict__ w, float* out,
+                                        u32* __restrict__ xq, int dim, float eps) {
+  __shared__ float sh[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, G = dim >> 7;
+  float ss = 0.f;
+  for (int g = warp; g < G; g += NT / 32) {
+    #pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const int k = 128 * g + 32 * j + lane;
+      float a = x[k];
+      if (delta) { a += delta[k]; x[k] = a; }
+      ss += a * a;
+    }
+  }
+  ss = block_sum(ss, sh);
+  const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+  for (int g = warp; g < G; g += NT / 32) {
+    float v[4];
+    #pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const int k = 128 * g + 32 * j + lane; // this thread wrote x[k] above, if it changed
+      v[j] = x[k] * inv * w[k];
+      out[k] = v[j];
+    }
+    x16_group(v, xq, g, G);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(NT) rmsnorm_x16_f32(float* x, const float* __restrict__ weight, float* out,
+                                                                 u32* __restrict__ xq, int dim, float eps) {
+  PDL_WAIT(); PDL_LAUNCH();
+  rms_x16(x, nullptr, weight, out, xq, dim, eps);
+}
+
+extern "C" __global__ void __launch_bounds__(NT) add_rmsnorm_x16_f32(float* x, const float* delta, const float* __restrict__ weight,
+                                                                     float* out, u32* __restrict__ xq, int dim, float eps) {
+  PDL_WAIT(); PDL_LAUNCH();
+  rms_x16(x, delta, weight, out, xq, dim, eps);
+}
+
+extern "C" __global__ void __launch_bounds__(NTS) swiglu_x16_f32(const float* gate, const float* up, float* out,
+                                                                 u32* __restrict__ xq, int n) {
+  PDL_WAIT(); PDL_LAUNCH();
+  const int lane = threadIdx.x & 31, G = n >> 7;
+  const int g = blockIdx.x * (NTS / 32) + (threadIdx.x >> 5);
+  if (g >= G) return;
+  float v[4];
+  #pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const int k = 128 * g + 32 * j + lane;
+    const float a = gate[k];
+    v[j] = a / (1.0f + expf(-a)) * up[k];
+    out[k] = v[j];
+  }
+  x16_group(v, xq, g, G);
+}
+`,
+};
