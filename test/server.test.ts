@@ -12,7 +12,7 @@ import type { ChatMessage, GenerateOptions } from "../src/index.ts";
 
 let dir: string;
 let main: RunningServer; // 4 slots, ctx 256
-let busy: RunningServer; // 1 slot, 1 queue place, API key, fast keep-alives
+let busy: RunningServer; // 1 slot, 1 queue place, API key, fast keep-alives (10 ms)
 let client: OpenAI;
 const KEY = "sk-test-key";
 
@@ -20,7 +20,9 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "bunsai-server-"));
   await makeModel(join(dir, "tiny"), PRESETS.tiny!, 7);
   main = startServer({ modelPath: join(dir, "tiny"), backend: "cpu", port: 0, maxConcurrency: 4, maxQueue: 8, ctx: 256 });
-  busy = startServer({ modelPath: join(dir, "tiny"), backend: "cpu", port: 0, maxConcurrency: 1, maxQueue: 1, ctx: 256, apiKey: KEY, keepAliveMs: 40 });
+  // keep-alives every 10 ms: the queued-stream test needs several while "first" holds the slot, and a
+  // fast CPU decodes the tiny model's 200 tokens in ~100 ms (a 40 ms interval once flaked on a 16-core machine)
+  busy = startServer({ modelPath: join(dir, "tiny"), backend: "cpu", port: 0, maxConcurrency: 1, maxQueue: 1, ctx: 256, apiKey: KEY, keepAliveMs: 10 });
   await Promise.all([main.ready, busy.ready]);
   client = new OpenAI({ baseURL: `${main.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 30_000 });
 });
@@ -189,7 +191,7 @@ describe("server: concurrency and cancellation", () => {
     const c = await post({ messages: user("third"), max_tokens: 3 });
     expect(c.status).toBe(503);
     expect(((await c.json()) as ErrorBody).error.code).toBe("server_busy");
-    await Bun.sleep(150); // b sits in the queue past a few keep-alive intervals
+    await Bun.sleep(50); // b sits in the queue past a few keep-alive intervals (10 ms)
     long.abort();
     const text = await b.text();
     expect(text).toContain(": keep-alive\n\n");
