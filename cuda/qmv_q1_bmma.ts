@@ -51,8 +51,9 @@
 // tile j + S. No block-wide barrier in the loop.
 // Shared memory (dynamic): [full[16], empty[16] mbarriers: 256 bytes][S stages][S + 4 slots of
 // 8 warps x 16 floats]. qmvBmmaLayout() below computes the same numbers.
-// Speed (bench/RESULTS.md, H200): ~38-41 % of HBM bandwidth on the 8B's MLP shapes and 59 % on the
-// LM head for the matvec alone, latency-bound (8 warps per SM, each walking its tiles one by one).
+// Speed (bench/RESULTS.md, H200): 52-54 % of HBM bandwidth on the 8B's MLP shapes and 67 % on the
+// LM head for the matvec alone: ~1.3 us fixed per launch plus ~0.3 us per 16-row tile a block
+// walks, which more warps or conflict-free scale rows did not shorten (ALU work per tile).
 // Host requirements: K a multiple of 128, K <= 12288; the scale and bias buffers must have 16 bytes
 // of slack after their end (the last partial tile's copy is rounded up to 16 bytes), and all three
 // weight buffers must be 16-byte aligned.
