@@ -10,7 +10,8 @@
 // With w = s*bit + b:   y = sum_g  s_g * d_g * I_g + b_g * d_g * Q_g,
 //   I_g = sum over set bits k of q_k   (exact integer, from binary MMAs),   Q_g = sum_k q_k.
 // I_g = sum_p c_p * popc(bits & plane_p(q)) with c_p = 2^p (p < 15), c_15 = -2^15 (two's complement).
-// Every integer is exact; the f32 work is one product and two FMAs per (row, group, lane).
+// Every integer is exact; the f32 work is one product and one FMA per (row, group, lane), and the
+// bias term one FMA per (row, group) for the whole quad.
 // (x NaN/Inf are not propagated: fmaxf drops NaN and the clamp bounds Inf; the f32 kernels do.)
 //
 // Tensor-core step: mma.sync m16n8k128 .b1 AND+POPC. A = 16 weight rows x the group's 128 bits,
@@ -51,9 +52,9 @@
 // tile j + S. No block-wide barrier in the loop.
 // Shared memory (dynamic): [full[16], empty[16] mbarriers: 256 bytes][S stages][S + 4 slots of
 // 8 warps x 16 floats]. qmvBmmaLayout() below computes the same numbers.
-// Speed (bench/RESULTS.md, H200): 52-54 % of HBM bandwidth on the 8B's MLP shapes and 67 % on the
-// LM head for the matvec alone: ~1.3 us fixed per launch plus ~0.3 us per 16-row tile a block
-// walks, which more warps or conflict-free scale rows did not shorten (ALU work per tile).
+// Speed (bench/RESULTS.md, H200): 55-58 % of HBM bandwidth on the 8B's MLP shapes and 71 % on the
+// LM head for the matvec alone: ~1.1 us fixed per launch plus ~0.3 us per 16-row tile a block
+// walks; more warps, conflict-free scale rows or I2F-free conversions did not shorten them.
 // Host requirements: K a multiple of 128, K <= 12288; the scale and bias buffers must have 16 bytes
 // of slack after their end (the last partial tile's copy is rounded up to 16 bytes), and all three
 // weight buffers must be 16-byte aligned.
@@ -148,8 +149,6 @@ __device__ __forceinline__ void h2x2(const u16* p, float (&f)[2]) {
   const u32 v = *reinterpret_cast<const u32*>(p);
   f[0] = h2f((u16)(v & 0xffffu)); f[1] = h2f((u16)(v >> 16));
 }
-// weight of plane p in a 16-bit two's complement integer
-__device__ __forceinline__ int plane_weight(int p) { return p == 15 ? -32768 : 1 << p; }
 
 struct Tiles {
   const unsigned char* w; const unsigned char* sc; const unsigned char* bi;
@@ -204,7 +203,29 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
     dg[gi] = f.x; sx4[gi] = f.y;
   }
   const int c = lane & 3, ra = lane >> 2;
-  const int w00 = plane_weight(2 * c), w01 = plane_weight(2 * c + 1), w10 = plane_weight(8 + 2 * c), w11 = plane_weight(9 + 2 * c);
+  // Plane weights, factored: lane c sees planes 2c, 2c+1 (first MMA) and 8+2c, 9+2c (second), so its
+  // partial is 2^(2c) * (n0 + 2 n1 + 256 (n2 + m n3)), m = 2 (-2 when 9+2c = 15, the sign plane);
+  // the 2^(2c) goes into this lane's copy of d_g (exact).
+  const int m3 = c == 3 ? -2 : 2;
+  const float lsc = (float)(1 << (2 * c));
+  #pragma unroll
+  for (int gi = 0; gi < 2 * PW; gi++) dg[gi] *= lsc;
+  // Biases (PW <= 3): b_g * sum(x_hat)_g per row and group once per quad, not once per lane: lane c
+  // takes the warp's groups gi = c, c + 4, ... (sxb = the full sum, 0 past G). For wider warps (the
+  // down projection) the extra registers cost more than the saved work (3.19 -> 3.81 us measured):
+  // there every lane adds a quarter, b_g * sum / 4, per group.
+  constexpr bool QB = PW <= 3;
+  constexpr int NB = QB ? (2 * PW + 3) / 4 : 1;
+  float sxb[NB]; int gb[NB];
+  #pragma unroll
+  for (int k = 0; k < (QB ? NB : 0); k++) {
+    float v = 0.f;
+    #pragma unroll
+    for (int gi = 0; gi < 2 * PW; gi++) if (gi == c + 4 * k) v = 4.f * sx4[gi];
+    const int g = 2 * PW * warp + c + 4 * k;
+    sxb[k] = (c + 4 * k < 2 * PW && g < G) ? v : 0.f;
+    gb[k] = min(g, G - 1);
+  }
   // ldmatrix row address of this lane inside a stage: matrix lane/8 = (rows 8*(m&1).., group +(m>>1))
   const u32 ldOff = (u32)((lane & 7) + 8 * ((lane >> 3) & 1)) * T.RS + 16u * (u32)(lane >> 4);
 
@@ -213,6 +234,13 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
     const u16* scl = reinterpret_cast<const u16*>(smem + (st + 16u * T.RS - sbase));
     const u16* bil = scl + 16 * G;
     acc_a = 0.f; acc_b = 0.f;
+    if (QB) {
+      #pragma unroll
+      for (int k = 0; k < NB; k++) {
+        acc_a = fmaf(h2f(bil[ra * G + gb[k]]), sxb[k], acc_a);
+        acc_b = fmaf(h2f(bil[(ra + 8) * G + gb[k]]), sxb[k], acc_b);
+      }
+    }
     #pragma unroll
     for (int pi = 0; pi < PW; pi++) {
       const int pr = PW * warp + pi;
@@ -221,17 +249,19 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
         u32 a[4];
         asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                      : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(st + ldOff + 32u * (u32)pr));
-        // scales and biases of rows ra, ra + 8 for groups g, g + 1 (one 32-bit load each when G is even)
-        float sa[2], sb[2], ba[2], bb[2];
+        // scales of rows ra, ra + 8 for groups g, g + 1 (one 32-bit load each when G is even)
+        float sa[2], sb[2], ba[2] = {0.f, 0.f}, bb[2] = {0.f, 0.f};
         if (FULL || (G & 1) == 0) {
           h2x2(scl + ra * G + g, sa); h2x2(scl + (ra + 8) * G + g, sb);
-          h2x2(bil + ra * G + g, ba); h2x2(bil + (ra + 8) * G + g, bb);
+          if (!QB) { h2x2(bil + ra * G + g, ba); h2x2(bil + (ra + 8) * G + g, bb); }
         } else {
           const int g1 = min(g + 1, G - 1);
           sa[0] = h2f(scl[ra * G + g]); sa[1] = h2f(scl[ra * G + g1]);
           sb[0] = h2f(scl[(ra + 8) * G + g]); sb[1] = h2f(scl[(ra + 8) * G + g1]);
-          ba[0] = h2f(bil[ra * G + g]); ba[1] = h2f(bil[ra * G + g1]);
-          bb[0] = h2f(bil[(ra + 8) * G + g]); bb[1] = h2f(bil[(ra + 8) * G + g1]);
+          if (!QB) {
+            ba[0] = h2f(bil[ra * G + g]); ba[1] = h2f(bil[ra * G + g1]);
+            bb[0] = h2f(bil[(ra + 8) * G + g]); bb[1] = h2f(bil[(ra + 8) * G + g1]);
+          }
         }
         #pragma unroll
         for (int h = 0; h < 2; h++) {
@@ -239,13 +269,12 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
           int c0[4] = {0, 0, 0, 0}, c1[4] = {0, 0, 0, 0};
           bmma(c0, a[2 * h], a[2 * h + 1], bf[2 * pi + h][0]);
           bmma(c1, a[2 * h], a[2 * h + 1], bf[2 * pi + h][1]);
-          const int Ia = c0[0] * w00 + c0[1] * w01 + c1[0] * w10 + c1[1] * w11;
-          const int Ib = c0[2] * w00 + c0[3] * w01 + c1[2] * w10 + c1[3] * w11;
-          const float d = dg[2 * pi + h], sq = sx4[2 * pi + h];
-          acc_a = fmaf(sa[h] * d, (float)Ia, acc_a);
-          acc_a = fmaf(ba[h], sq, acc_a);
+          const int Ia = (c0[0] + 2 * c0[1]) + 256 * (c1[0] + m3 * c1[1]);
+          const int Ib = (c0[2] + 2 * c0[3]) + 256 * (c1[2] + m3 * c1[3]);
+          const float d = dg[2 * pi + h];
+          acc_a = fmaf(sa[h] * d, (float)Ia, acc_a); // |Ia|, |Ib| < 128 * 771 < 2^17: exact
           acc_b = fmaf(sb[h] * d, (float)Ib, acc_b);
-          acc_b = fmaf(bb[h], sq, acc_b);
+          if (!QB) { acc_a = fmaf(ba[h], sx4[2 * pi + h], acc_a); acc_b = fmaf(bb[h], sx4[2 * pi + h], acc_b); }
         }
       }
     }
