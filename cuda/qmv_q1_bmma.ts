@@ -11,7 +11,8 @@
 //   I_g = sum over set bits k of q_k   (exact integer, from binary MMAs),   Q_g = sum_k q_k.
 // I_g = sum_p c_p * popc(bits & plane_p(q)) with c_p = 2^p (p < 15), c_15 = -2^15 (two's complement).
 // Every integer is exact; the f32 work is one product and one FMA per (row, group, lane), and the
-// bias term one FMA per (row, group) for the whole quad.
+// bias term one FMA per (row, group) for the whole quad (per lane, with a quarter of the sum, when
+// a warp owns more than 3 group pairs).
 // (x NaN/Inf are not propagated: fmaxf drops NaN and the clamp bounds Inf; the f32 kernels do.)
 //
 // Tensor-core step: mma.sync m16n8k128 .b1 AND+POPC. A = 16 weight rows x the group's 128 bits,
@@ -291,21 +292,22 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
   // Tile j once all 8 warps arrived on its empty barrier (stage sp, parity ph): warp j % 8 sums
   // the partials (slot rs) and writes y in a fixed order; every thread queues its share of tile
   // j + S into the freed stage. Stage, parity and slot are counted, never divided.
+  // y of row l (< 16) of tile j: the 8 warps' partials in slot rs, summed in warp order.
+  auto write_row = [&](int j, int rs, int l) {
+    const int r = 16 * (T.rt0 + j) + l;
+    if (r >= T.N) return;
+    float v = 0.f;
+    #pragma unroll
+    for (int ww = 0; ww < 8; ww++) {
+      float p;
+      asm volatile("ld.shared.f32 %0, [%1];" : "=f"(p) : "r"(red + (u32)rs * 512u + ww * 64 + l * 4) : "memory");
+      v += p;
+    }
+    y[r] = v;
+  };
   auto finish = [&](int j, int sp, u32 ph, int rs) {
     mbar_wait(T.empty(sp), ph);
-    if (warp == (j & 7) && lane < 16) {
-      const int r = 16 * (T.rt0 + j) + lane;
-      if (r < T.N) {
-        float v = 0.f;
-        #pragma unroll
-        for (int ww = 0; ww < 8; ww++) {
-          float p;
-          asm volatile("ld.shared.f32 %0, [%1];" : "=f"(p) : "r"(red + (u32)rs * 512u + ww * 64 + lane * 4) : "memory");
-          v += p;
-        }
-        y[r] = v;
-      }
-    }
+    if (warp == (j & 7) && lane < 16) write_row(j, rs, lane);
     if (j + T.S < n) T.issue(j + T.S, sp);
   };
   const int R = T.S + 4; // partial-sum slots (a warp is at most one pair of tiles ahead of a finish)
@@ -330,19 +332,7 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
       put(i, a0, b0);
     }
     __syncthreads();
-    for (int t = threadIdx.x; t < 16 * n; t += ${QMV_BMMA_THREADS}) {
-      const int j = t >> 4, l = t & 15, r = 16 * (T.rt0 + j) + l;
-      if (r < T.N) {
-        float v = 0.f;
-        #pragma unroll
-        for (int ww = 0; ww < 8; ww++) {
-          float p;
-          asm volatile("ld.shared.f32 %0, [%1];" : "=f"(p) : "r"(red + (u32)j * 512u + ww * 64 + l * 4) : "memory");
-          v += p;
-        }
-        y[r] = v;
-      }
-    }
+    for (int t = threadIdx.x; t < 16 * n; t += ${QMV_BMMA_THREADS}) write_row(t >> 4, t >> 4, t & 15);
     return;
   }
   int s = 0, rs = 0;
