@@ -153,6 +153,15 @@ for (const name of GPUS) {
         const cy3 = cpu.alloc(N);
         cpu.matmul(cy3, cpu.upload(quantizeX16(gOut.map((v) => 2 * v))), cpu.uploadQ1(q), 1);
         expect(maxAbsDiff(doubled, await cpu.read(cy3)) / (2 * scale)).toBeLessThanOrEqual(1e-5);
+        // a prefill matmul (qmm, M = 21) that writes into out: the matvec must not reuse the old x16
+        const qm = exactQ1(rng, 64, 128), xm = smallInts(rng, 21 * 128);
+        gpu.matmul(go, gpu.upload(xm), gpu.uploadQ1(qm), 21); // out[0 .. 21*64) = new values
+        const rewritten = await gpu.read(go);
+        gpu.matmul(gy, go, gw, 1);
+        const cy4 = cpu.alloc(N);
+        cpu.matmul(cy4, cpu.upload(quantizeX16(rewritten)), cpu.uploadQ1(q), 1);
+        const want4 = await cpu.read(cy4);
+        expect(maxAbsDiff(await gpu.read(gy), want4) / Math.max(1, ...Array.from(want4, Math.abs))).toBeLessThanOrEqual(1e-5);
         gpu.setKernelVariant?.("matvec", variants()[0]!);
       });
     }

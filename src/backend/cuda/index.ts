@@ -331,6 +331,7 @@ export class CudaBackend implements Backend {
       return;
     }
     if (ceil(M, QMM_BM) > 65535) throw new Error(`matmul: M = ${M} too large`);
+    this.xqOf = 0n; // out may be the vector whose quantized form xq holds
     this.k.qmm_q1_f32!.launch([ceil(N, QMM_BN), ceil(M, QMM_BM), 1], [256, 1, 1], 0, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xb.ptr, o.ptr, M, N, K);
   }
 
@@ -342,6 +343,7 @@ export class CudaBackend implements Backend {
       this.qmvBmma(q, y); // y never overlaps x (checked), so xq still holds x16(x) afterwards
       return;
     }
+    this.xqOf = 0n; // y may be the vector whose quantized form xq holds
     // fast: nibble-table kernel, persistent (one block per SM, each builds the table once)
     const fast = this.matvecVariant !== "legacy" && x % 16n === 0n && K <= QMV_MAX_K;
     if (fast) {
