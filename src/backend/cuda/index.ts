@@ -102,8 +102,10 @@ export class CudaBackend implements Backend {
   private partials: Alloc | null = null; // attention partials, grown on demand
   private readonly xq: Alloc; // x quantized for qmv_q1_bmma (qmv_x16_prep's output), for any K it takes
   // The f32 vector (device address, length) whose quantized form the last op left in xq: set by the
-  // fused norm / SwiGLU kernels, cleared by every other op, so a matvec skips its prep only when
-  // nothing ran between the producer and it.
+  // fused norm / SwiGLU kernels (and by the bmma matvec's own prep), cleared by every other op that
+  // writes device memory, so a matvec skips its prep only when nothing that could have changed the
+  // vector ran in between. A new op that writes a Buf must clear it too (test/kernels.test.ts
+  // "bmma after a fused ..." checks the ops that exist).
   private xqOf = 0n;
   private xqLen = 0;
   private readonly retired: Alloc[] = []; // outgrown buffers a captured graph may still name
