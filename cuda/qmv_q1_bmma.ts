@@ -20,14 +20,16 @@
 // Fragments (checked on the H200): lane l holds A rows l/4 (a0) and l/4 + 8 (a1), bits 32*(l%4)..+31;
 // B column l/4, bits 32*(l%4)..; C: c0,c1 = row l/4, columns 2*(l%4) + {0,1}; c2,c3 = row l/4 + 8.
 // So lane l sees planes {2c, 2c+1} of each MMA (c = l%4) for two rows and weights them itself; the
-// four lanes of a quad are summed at the end of each row tile.
+// four lanes of a quad are summed by shuffles at the end of each row tile, or (DEFER, PW <= 3) only
+// once per row, in the epilogue, from all 32 lanes' partials in shared memory.
 //
-// Work split. Rows go in tiles of 16. Block b (256 threads, 8 warps; <= 127 registers and
+// Work split. Rows go in tiles of 16. Block b (256 threads, 8 warps; <= 128 registers and
 // <= 113 KiB of shared memory, so two blocks fit on an SM; the host launches one per SM, or two
 // when each would stream >= 16 tiles, e.g. the LM head) owns a contiguous range of row tiles; warp w owns the group pairs [PW*w, PW*w + PW) of every tile
 // (PW = ceil(ceil(G/2) / 8), so K <= 8 * 6 * 256 = 12288). Per tile and warp: one ldmatrix.x4
-// per group pair (A fragments of two groups), four binary MMAs, the lane's plane weighting; the
-// 8 warps' partial sums meet in shared memory and 16 threads write y in a fixed order.
+// per group pair (A fragments of two groups; for a pair of tiles, all four are loaded before any
+// is used), four binary MMAs, the lane's plane weighting; the 8 warps' partial sums meet in shared
+// memory and 16 threads write y in a fixed order.
 //
 // Memory. Weights never wait for x: each tile (16 rows of packed bits, their scales and biases) is
 // a stage in shared memory, filled with 16-byte cp.async chunks by all 256 threads, whose landing
@@ -52,10 +54,15 @@
 // writes y of tile j from the 8 partials in a fixed order, and every thread queues its share of
 // tile j + S. No block-wide barrier in the loop.
 // Shared memory (dynamic): [full[16], empty[16] mbarriers: 256 bytes][S stages][S + 4 slots of
-// 8 warps x 16 floats]. qmvBmmaLayout() below computes the same numbers.
-// Speed (bench/RESULTS.md, H200): 55-58 % of HBM bandwidth on the 8B's MLP shapes and 71 % on the
-// LM head for the matvec alone: ~1.1 us fixed per launch plus ~0.3 us per 16-row tile a block
-// walks; more warps, conflict-free scale rows or I2F-free conversions did not shorten them.
+// 16 rows x 8 warps floats, x 4 quarters under DEFER]. qmvBmmaLayout() computes the same numbers.
+// Speed (bench/RESULTS.md, H200): ~57-59 % of HBM bandwidth on the 8B's MLP shapes and ~74 % on
+// the LM head for the matvec alone. What sets the time per launch (measured with %globaltimer
+// stamps, 2026-11-22): the weights of launch k+1 land while launch k computes (a block that only
+// streams the same bytes this way reaches 91 %), so the period is the x-dependent chain, from
+// griddepcontrol.wait returning to the last block's exit (x's fragments from L2 ~0.35 us, or 0.6
+// us at K = 12288; the tiles ~1.3 us; the epilogue ~0.2 us), plus ~0.5-0.7 us until the next
+// launch's wait returns. The tile work is bound by the SM's instruction throughput, not latency:
+// 16 warps, interleaving two tiles group pair by group pair, or a third block per SM were slower.
 // Host requirements: K a multiple of 128, K <= 12288; the scale and bias buffers must have 16 bytes
 // of slack after their end (the last partial tile's copy is rounded up to 16 bytes), and all three
 // weight buffers must be 16-byte aligned.
@@ -75,12 +82,13 @@ export function qmvBmmaLayout(N: number, K: number, grid: number): { stageBytes:
   const G = K / 128;
   const RS = K / 8 + (G % 2 === 0 ? 16 : 0);
   const stageBytes = Math.ceil((16 * RS + 64 * G) / 128) * 128;
-  // 256 bytes of mbarriers, then per stage: the stage and a 512-byte partial-sum slot, + 4 slots
-  const fixed = 256 + 4 * 512;
+  // 256 bytes of mbarriers, then per stage: the stage and a partial-sum slot, + 4 slots. A slot holds
+  // 16 rows x 8 warps partial sums, x 4 quarters when the kernel defers the quad sums (PW <= 3).
+  const PW = Math.ceil(Math.ceil(G / 2) / 8), slot = PW <= 3 ? 2048 : 512, fixed = 256 + 4 * slot;
   const tilesPerBlock = Math.ceil(Math.ceil(N / 16) / grid);
-  const fit = Math.floor((QMV_BMMA_SMEM_CAP - fixed) / (stageBytes + 512));
+  const fit = Math.floor((QMV_BMMA_SMEM_CAP - fixed) / (stageBytes + slot));
   const stages = Math.max(1, Math.min(MAX_STAGES, tilesPerBlock, fit));
-  return { stageBytes, stages, smem: fixed + stages * (stageBytes + 512) };
+  return { stageBytes, stages, smem: fixed + stages * (stageBytes + slot) };
 }
 
 
@@ -216,6 +224,10 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
   // down projection) the extra registers cost more than the saved work (3.19 -> 3.81 us measured):
   // there every lane adds a quarter, b_g * sum / 4, per group.
   constexpr bool QB = PW <= 3;
+  // DEFER (PW <= 3): the quad's four quarters are summed once per row at the end, not by shuffles in
+  // every tile (gate/up 2.86 -> 2.78 us, LM head 28.9 -> 27.3 us; no gain for the down projection).
+  constexpr bool DEFER = PW <= 3;
+  constexpr u32 SLOT = DEFER ? 2048u : 512u; // bytes of one partial-sum slot
   constexpr int NB = QB ? (2 * PW + 3) / 4 : 1;
   float sxb[NB]; int gb[NB];
   #pragma unroll
@@ -230,8 +242,18 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
   // ldmatrix row address of this lane inside a stage: matrix lane/8 = (rows 8*(m&1).., group +(m>>1))
   const u32 ldOff = (u32)((lane & 7) + 8 * ((lane >> 3) & 1)) * T.RS + 16u * (u32)(lane >> 4);
 
-  // This warp's share of one tile in stage st: partial sums of rows ra and ra + 8 (per lane).
-  auto tile = [&](u32 st, float& acc_a, float& acc_b) {
+  // A fragments of this warp's group pairs in stage st (loaded for both tiles of a pair before
+  // either is computed, so the shared-memory latency overlaps).
+  auto frags = [&](u32 st, u32 (&a)[PW][4]) {
+    #pragma unroll
+    for (int pi = 0; pi < PW; pi++)
+      if (FULL || PW * warp + pi < GP) // warp-uniform
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(a[pi][0]), "=r"(a[pi][1]), "=r"(a[pi][2]), "=r"(a[pi][3]) : "r"(st + ldOff + 32u * (u32)(PW * warp + pi)));
+  };
+  // This warp's share of one tile in stage st (fragments a): partial sums of rows ra and ra + 8,
+  // per lane (a quarter of the planes each; see DEFER for where the quad's quarters meet).
+  auto tile = [&](u32 st, const u32 (&a)[PW][4], float& acc_a, float& acc_b) {
     const u16* scl = reinterpret_cast<const u16*>(smem + (st + 16u * T.RS - sbase));
     const u16* bil = scl + 16 * G;
     acc_a = 0.f; acc_b = 0.f;
@@ -247,9 +269,6 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
       const int pr = PW * warp + pi;
       if (FULL || pr < GP) { // warp-uniform
         const int g = 2 * pr;
-        u32 a[4];
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(st + ldOff + 32u * (u32)pr));
         // scales of rows ra, ra + 8 for groups g, g + 1 (one 32-bit load each when G is even)
         float sa[2], sb[2], ba[2] = {0.f, 0.f}, bb[2] = {0.f, 0.f};
         if (FULL || (G & 1) == 0) {
@@ -268,8 +287,8 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
         for (int h = 0; h < 2; h++) {
           if (!FULL && h == 1 && g + 1 >= G) break; // odd G: the pair's second group does not exist
           int c0[4] = {0, 0, 0, 0}, c1[4] = {0, 0, 0, 0};
-          bmma(c0, a[2 * h], a[2 * h + 1], bf[2 * pi + h][0]);
-          bmma(c1, a[2 * h], a[2 * h + 1], bf[2 * pi + h][1]);
+          bmma(c0, a[pi][2 * h], a[pi][2 * h + 1], bf[2 * pi + h][0]);
+          bmma(c1, a[pi][2 * h], a[pi][2 * h + 1], bf[2 * pi + h][1]);
           const int Ia = (c0[0] + 2 * c0[1]) + 256 * (c1[0] + m3 * c1[1]);
           const int Ib = (c0[2] + 2 * c0[3]) + 256 * (c1[2] + m3 * c1[3]);
           const float d = dg[2 * pi + h];
@@ -279,29 +298,37 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
         }
       }
     }
-    acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 1); acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 2);
-    acc_b += __shfl_xor_sync(FULL_MASK, acc_b, 1); acc_b += __shfl_xor_sync(FULL_MASK, acc_b, 2);
-  };
-  auto put = [&](int rs, float acc_a, float acc_b) { // lanes 4r of the warp hold rows r, r + 8
-    const u32 rb = red + (u32)rs * 512u + (u32)warp * 64u;
-    if (c == 0) {
-      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + ra * 4), "f"(acc_a) : "memory");
-      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + (ra + 8) * 4), "f"(acc_b) : "memory");
+    if (!DEFER) {
+      acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 1); acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 2);
+      acc_b += __shfl_xor_sync(FULL_MASK, acc_b, 1); acc_b += __shfl_xor_sync(FULL_MASK, acc_b, 2);
     }
   };
-  // Tile j once all 8 warps arrived on its empty barrier (stage sp, parity ph): warp j % 8 sums
-  // the partials (slot rs) and writes y in a fixed order; every thread queues its share of tile
-  // j + S into the freed stage. Stage, parity and slot are counted, never divided.
-  // y of row l (< 16) of tile j: the 8 warps' partials in slot rs, summed in warp order.
+  // Partial sums of a tile go to slot rs. DEFER: every lane stores its quarter, slot = [8 warps][16
+  // rows][4 quarters]; otherwise lanes 4r (the quad's sum) store, slot = [16 rows][8 warps].
+  auto put = [&](int rs, float acc_a, float acc_b) {
+    if (DEFER) {
+      const u32 rb = red + (u32)rs * SLOT + 256u * (u32)warp + 4u * (u32)lane;
+      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb), "f"(acc_a) : "memory");
+      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + 128u), "f"(acc_b) : "memory");
+    } else if (c == 0) {
+      const u32 rb = red + (u32)rs * SLOT + 4u * (u32)warp;
+      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + 32u * ra), "f"(acc_a) : "memory");
+      asm volatile("st.shared.f32 [%0], %1;" :: "r"(rb + 32u * (ra + 8)), "f"(acc_b) : "memory");
+    }
+  };
+  // y of row l (< 16) of tile j: the partials in slot rs, summed in a fixed order (quarters of a
+  // quad as the shuffles would, then warps 0..7).
   auto write_row = [&](int j, int rs, int l) {
     const int r = 16 * (T.rt0 + j) + l;
     if (r >= T.N) return;
     float v = 0.f;
     #pragma unroll
-    for (int ww = 0; ww < 8; ww++) {
-      float p;
-      asm volatile("ld.shared.f32 %0, [%1];" : "=f"(p) : "r"(red + (u32)rs * 512u + ww * 64 + l * 4) : "memory");
-      v += p;
+    for (int k = 0; k < (DEFER ? 8 : 2); k++) {
+      float p0, p1, p2, p3;
+      asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];" : "=f"(p0), "=f"(p1), "=f"(p2), "=f"(p3)
+                   : "r"(red + (u32)rs * SLOT + (DEFER ? 256u * k + 16u * l : 32u * l + 16u * k)) : "memory");
+      if (DEFER) v += (p0 + p1) + (p2 + p3);
+      else { v += p0; v += p1; v += p2; v += p3; }
     }
     y[r] = v;
   };
@@ -320,15 +347,20 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
       for (; i + 1 < n; i += 2) {
         mbar_wait(T.full(i), 0u); mbar_wait(T.full(i + 1), 0u);
         float a0, b0, a1, b1;
-        tile(T.stages + (u32)i * T.stageBytes, a0, b0);
-        tile(T.stages + (u32)(i + 1) * T.stageBytes, a1, b1);
+        u32 A0[PW][4], A1[PW][4];
+        const u32 st0 = T.stages + (u32)i * T.stageBytes, st1 = st0 + T.stageBytes;
+        frags(st0, A0); frags(st1, A1);
+        tile(st0, A0, a0, b0);
+        tile(st1, A1, a1, b1);
         put(i, a0, b0); put(i + 1, a1, b1);
       }
     }
     for (; i < n; i++) {
       mbar_wait(T.full(i), 0u);
       float a0, b0;
-      tile(T.stages + (u32)i * T.stageBytes, a0, b0);
+      u32 A0[PW][4];
+      frags(T.stages + (u32)i * T.stageBytes, A0);
+      tile(T.stages + (u32)i * T.stageBytes, A0, a0, b0);
       put(i, a0, b0);
     }
     __syncthreads();
@@ -352,8 +384,11 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
     mbar_wait(T.full(s0), ph0);
     if (two) mbar_wait(T.full(s1), ph1);
     float a0, b0, a1 = 0.f, b1 = 0.f;
-    tile(T.stages + (u32)s0 * T.stageBytes, a0, b0);
-    if (PAIRS) tile(T.stages + (u32)s1 * T.stageBytes, a1, b1); // the same tile again when n is odd: not written
+    u32 A0[PW][4], A1[PW][4];
+    frags(T.stages + (u32)s0 * T.stageBytes, A0);
+    if (PAIRS) frags(T.stages + (u32)s1 * T.stageBytes, A1);
+    tile(T.stages + (u32)s0 * T.stageBytes, A0, a0, b0);
+    if (PAIRS) tile(T.stages + (u32)s1 * T.stageBytes, A1, a1, b1); // the same tile again when n is odd: not written
     put(r0, a0, b0);
     if (two) put(r1, a1, b1);
     __syncwarp();
