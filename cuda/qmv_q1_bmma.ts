@@ -11,8 +11,7 @@
 //   I_g = sum over set bits k of q_k   (exact integer, from binary MMAs),   Q_g = sum_k q_k.
 // I_g = sum_p c_p * popc(bits & plane_p(q)) with c_p = 2^p (p < 15), c_15 = -2^15 (two's complement).
 // Every integer is exact; the f32 work is one product and one FMA per (row, group, lane), and the
-// bias term one FMA per (row, group) for the whole quad (per lane, with a quarter of the sum, when
-// a warp owns more than 3 group pairs).
+// bias term one FMA per (row, group) for the whole quad.
 // (x NaN/Inf are not propagated: fmaxf drops NaN and the clamp bounds Inf; the f32 kernels do.)
 //
 // Tensor-core step: mma.sync m16n8k128 .b1 AND+POPC. A = 16 weight rows x the group's 128 bits,
@@ -40,9 +39,10 @@
 // tile S ahead. Row stride in a stage: RS = K/8 (+16 when G is even) so RS/16 is odd and the 8 row
 // addresses of each ldmatrix phase hit 8 different 16-byte bank groups.
 // x is quantized once, by the small kernel qmv_x16_prep launched just before (one warp per group:
-// lane l reads x[128g + 32j + l], j < 4; a ballot of bit p of q_j is word 4p + j of the group's
-// planes, which is exactly the B fragment order: lane l of the matvec loads word l (MMA of planes
-// 0-7) and word 32 + l (planes 8-15)), as llama.cpp quantizes activations before its matvecs.
+// lane l reads x[128g + 32j + l], j < 4; bit p of q_j over the 32 lanes is word 4p + j of the
+// group's planes, which is exactly the B fragment order: lane l of the matvec needs word l (MMA of
+// planes 0-7) and word 32 + l (planes 8-15), stored side by side), as llama.cpp quantizes
+// activations before its matvecs.
 // Quantizing inside every matvec block was tried first: 132 blocks redoing ~150 warp instructions
 // per group made the matvec 2-3x slower than the nibble-table kernel.
 // Pipeline: a stage's "full" mbarrier counts the 256 threads' cp.async landings; its "empty"
@@ -94,9 +94,10 @@ export function qmvBmmaLayout(N: number, K: number, grid: number): { stageBytes:
 
 /** Device code shared by every kernel that writes quantized x for qmv_q1_bmma (qmv_x16_prep here,
  *  the fused norms and SwiGLU of cuda/x16_fused.ts): x16_group(v, xq, g, G), called by a whole warp
- *  with lane l holding v[j] = x[128g + 32j + l], writes group g of xq: planes u32 [G][64] (word
- *  4p + j = bit p of q over columns 128g + 32j + 0..31, the B-fragment order), then float2 [G]
- *  (d_g, d_g * sum(q) / 4). The quantization is described at the top of this file. */
+ *  with lane l holding v[j] = x[128g + 32j + l], writes group g of xq: planes uint2 [G][32], where
+ *  lane l's pair is (word l, word 32 + l) of the group's 64 plane words (word 4p + j = bit p of q
+ *  over columns 128g + 32j + 0..31): the matvec's B fragments of its two MMAs, one 8-byte load per
+ *  lane; then float2 [G] (d_g, d_g * sum(q)). The quantization is described at the top. */
 export const X16_QUANT = /* cuda */ `
 __device__ __forceinline__ void x16_group(const float (&v)[4], u32* __restrict__ xq, int g, int G) {
   const int lane = threadIdx.x & 31;
@@ -125,9 +126,8 @@ __device__ __forceinline__ void x16_group(const float (&v)[4], u32* __restrict__
   const u32 lo0 = __shfl_sync(FULL_MASK, X0, sLo), lo1 = __shfl_sync(FULL_MASK, X1, sLo);
   const u32 hi0 = __shfl_sync(FULL_MASK, X0, sHi), hi1 = __shfl_sync(FULL_MASK, X1, sHi);
   const u32 lo = (lane & 2) ? lo1 : lo0, hi = (lane & 2) ? hi1 : hi0;
-  xq[64 * g + lane] = lo;
-  xq[64 * g + 32 + lane] = hi;
-  if (lane == 0) reinterpret_cast<float2*>(xq + 64 * G)[g] = make_float2(d, (float)qs * d * 0.25f);
+  reinterpret_cast<uint2*>(xq)[32 * g + lane] = make_uint2(lo, hi);
+  if (lane == 0) reinterpret_cast<float2*>(xq + 64 * G)[g] = make_float2(d, (float)qs * d);
 }
 `;
 
@@ -202,14 +202,23 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
   // ---- x: this warp's B fragments and group factors, written by qmv_x16_prep ----
   PDL_WAIT();
   u32 bf[2 * PW][2];
-  float dg[2 * PW], sx4[2 * PW];
+  float dg[2 * PW];
+  // (one 8-byte load per group and lane, one 16-byte load per group pair: x's fragments are the
+  // first thing on the path after the wait; 36 loads per thread at K = 12288 took 0.6 us)
   #pragma unroll
   for (int gi = 0; gi < 2 * PW; gi++) {
     const int g = FULL ? 2 * PW * warp + gi : min(2 * PW * warp + gi, G - 1); // groups past G are never used
-    bf[gi][0] = planes[64 * g + lane];
-    bf[gi][1] = planes[64 * g + 32 + lane];
-    const float2 f = dsx[g];
-    dg[gi] = f.x; sx4[gi] = f.y;
+    const uint2 pl = reinterpret_cast<const uint2*>(planes)[32 * g + lane];
+    bf[gi][0] = pl.x; bf[gi][1] = pl.y;
+    if (FULL) {
+      if ((gi & 1) == 0) {
+        const float4 f = reinterpret_cast<const float4*>(dsx)[g >> 1]; // g even: groups g, g + 1
+        dg[gi] = f.x; dg[gi + 1] = f.z;
+      }
+    } else {
+      const float2 f = dsx[g];
+      dg[gi] = f.x;
+    }
   }
   const int c = lane & 3, ra = lane >> 2;
   // Plane weights, factored: lane c sees planes 2c, 2c+1 (first MMA) and 8+2c, 9+2c (second), so its
@@ -219,25 +228,23 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
   const float lsc = (float)(1 << (2 * c));
   #pragma unroll
   for (int gi = 0; gi < 2 * PW; gi++) dg[gi] *= lsc;
-  // Biases (PW <= 3): b_g * sum(x_hat)_g per row and group once per quad, not once per lane: lane c
-  // takes the warp's groups gi = c, c + 4, ... (sxb = the full sum, 0 past G). For wider warps (the
-  // down projection) the extra registers cost more than the saved work (3.19 -> 3.81 us measured):
-  // there every lane adds a quarter, b_g * sum / 4, per group.
-  constexpr bool QB = PW <= 3;
+  // Biases: b_g * sum(x_hat)_g per row and group once per quad, not once per lane: lane c takes the
+  // warp's groups gi = c, c + 4, ... (sxb = the full sum, 0 past G). (The down projection had kept
+  // a per-lane quarter sum per group, because picking the lane's sum out of a register array by c had
+  // put the arrays in local memory; read from x's factors instead, the quad bias took it 2.90 ->
+  // 2.81 us.)
   // DEFER (PW <= 3): the quad's four quarters are summed once per row at the end, not by shuffles in
   // every tile (gate/up 2.86 -> 2.78 us, LM head 28.9 -> 27.3 us; no gain for the down projection).
   constexpr bool DEFER = PW <= 3;
   constexpr u32 SLOT = DEFER ? 2048u : 512u; // bytes of one partial-sum slot
-  constexpr int NB = QB ? (2 * PW + 3) / 4 : 1;
+  constexpr int NB = (2 * PW + 3) / 4;
   float sxb[NB]; int gb[NB];
   #pragma unroll
-  for (int k = 0; k < (QB ? NB : 0); k++) {
-    float v = 0.f;
-    #pragma unroll
-    for (int gi = 0; gi < 2 * PW; gi++) if (gi == c + 4 * k) v = 4.f * sx4[gi];
+  for (int k = 0; k < NB; k++) {
     const int g = 2 * PW * warp + c + 4 * k;
-    sxb[k] = (c + 4 * k < 2 * PW && g < G) ? v : 0.f;
     gb[k] = min(g, G - 1);
+    const float v = dsx[gb[k]].y;
+    sxb[k] = (c + 4 * k < 2 * PW && g < G) ? v : 0.f;
   }
   // ldmatrix row address of this lane inside a stage: matrix lane/8 = (rows 8*(m&1).., group +(m>>1))
   const u32 ldOff = (u32)((lane & 7) + 8 * ((lane >> 3) & 1)) * T.RS + 16u * (u32)(lane >> 4);
@@ -257,12 +264,10 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
     const u16* scl = reinterpret_cast<const u16*>(smem + (st + 16u * T.RS - sbase));
     const u16* bil = scl + 16 * G;
     acc_a = 0.f; acc_b = 0.f;
-    if (QB) {
-      #pragma unroll
-      for (int k = 0; k < NB; k++) {
-        acc_a = fmaf(h2f(bil[ra * G + gb[k]]), sxb[k], acc_a);
-        acc_b = fmaf(h2f(bil[(ra + 8) * G + gb[k]]), sxb[k], acc_b);
-      }
+    #pragma unroll
+    for (int k = 0; k < NB; k++) {
+      acc_a = fmaf(h2f(bil[ra * G + gb[k]]), sxb[k], acc_a);
+      acc_b = fmaf(h2f(bil[(ra + 8) * G + gb[k]]), sxb[k], acc_b);
     }
     #pragma unroll
     for (int pi = 0; pi < PW; pi++) {
@@ -270,18 +275,13 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
       if (FULL || pr < GP) { // warp-uniform
         const int g = 2 * pr;
         // scales of rows ra, ra + 8 for groups g, g + 1 (one 32-bit load each when G is even)
-        float sa[2], sb[2], ba[2] = {0.f, 0.f}, bb[2] = {0.f, 0.f};
+        float sa[2], sb[2];
         if (FULL || (G & 1) == 0) {
           h2x2(scl + ra * G + g, sa); h2x2(scl + (ra + 8) * G + g, sb);
-          if (!QB) { h2x2(bil + ra * G + g, ba); h2x2(bil + (ra + 8) * G + g, bb); }
         } else {
           const int g1 = min(g + 1, G - 1);
           sa[0] = h2f(scl[ra * G + g]); sa[1] = h2f(scl[ra * G + g1]);
           sb[0] = h2f(scl[(ra + 8) * G + g]); sb[1] = h2f(scl[(ra + 8) * G + g1]);
-          if (!QB) {
-            ba[0] = h2f(bil[ra * G + g]); ba[1] = h2f(bil[ra * G + g1]);
-            bb[0] = h2f(bil[(ra + 8) * G + g]); bb[1] = h2f(bil[(ra + 8) * G + g1]);
-          }
         }
         #pragma unroll
         for (int h = 0; h < 2; h++) {
@@ -294,7 +294,6 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
           const float d = dg[2 * pi + h];
           acc_a = fmaf(sa[h] * d, (float)Ia, acc_a); // |Ia|, |Ib| < 128 * 771 < 2^17: exact
           acc_b = fmaf(sb[h] * d, (float)Ib, acc_b);
-          if (!QB) { acc_a = fmaf(ba[h], sx4[2 * pi + h], acc_a); acc_b = fmaf(bb[h], sx4[2 * pi + h], acc_b); }
         }
       }
     }
