@@ -55,14 +55,14 @@
 // tile j + S. No block-wide barrier in the loop.
 // Shared memory (dynamic): [full[16], empty[16] mbarriers: 256 bytes][S stages][S + 4 slots of
 // 16 rows x 8 warps floats, x 4 quarters under DEFER]. qmvBmmaLayout() computes the same numbers.
-// Speed (bench/RESULTS.md, H200): ~57-59 % of HBM bandwidth on the 8B's MLP shapes and ~74 % on
-// the LM head for the matvec alone. What sets the time per launch (measured with %globaltimer
-// stamps, 2026-11-22): the weights of launch k+1 land while launch k computes (a block that only
-// streams the same bytes this way reaches 91 %), so the period is the x-dependent chain, from
-// griddepcontrol.wait returning to the last block's exit (x's fragments from L2 ~0.35 us, or 0.6
-// us at K = 12288; the tiles ~1.3 us; the epilogue ~0.2 us), plus ~0.5-0.7 us until the next
-// launch's wait returns. The tile work is bound by the SM's instruction throughput, not latency:
-// 16 warps, interleaving two tiles group pair by group pair, or a third block per SM were slower.
+// Speed (bench/RESULTS.md, H200): gate/up 60 %, down 59 % of HBM bandwidth and the LM head 76 %,
+// for the matvec alone. What sets the time per launch (%globaltimer stamps, 2026-11-22): the
+// weights of launch k+1 land while launch k computes (a block that only streams the same bytes this
+// way reaches 91 %), so the period is the x-dependent chain from griddepcontrol.wait returning to
+// the last block's exit (x's fragments from L2: 0.32 us, 0.54 us at K = 12288; the tiles ~1.2 us;
+// the epilogue ~0.2 us) plus ~0.5-0.7 us until the next launch's wait returns. The tile work is
+// bound by the SM's instruction throughput, not latency: 16 warps, interleaving two tiles group
+// pair by group pair, or a third block per SM were all slower.
 // Host requirements: K a multiple of 128, K <= 12288; the scale and bias buffers must have 16 bytes
 // of slack after their end (the last partial tile's copy is rounded up to 16 bytes), and all three
 // weight buffers must be 16-byte aligned.
