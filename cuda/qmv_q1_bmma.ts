@@ -331,6 +331,9 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
     }
     y[r] = v;
   };
+  // Tile j once all 8 warps arrived on its empty barrier (stage sp, parity ph): warp j % 8 sums
+  // the partials (slot rs) and writes y in a fixed order; every thread queues its share of tile
+  // j + S into the freed stage. Stage, parity and slot are counted, never divided.
   auto finish = [&](int j, int sp, u32 ph, int rs) {
     mbar_wait(T.empty(sp), ph);
     if (warp == (j & 7) && lane < 16) write_row(j, rs, lane);
