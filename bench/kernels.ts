@@ -7,6 +7,11 @@
 // --variants bmma,fast,legacy picks variants (default: all this GPU has); --shapes 0,2 picks rows of SHAPES.
 // With programmatic dependent launch (sm_90, unless BUNSAI_NO_PDL=1) consecutive launches overlap,
 // as they do in a decode step: run once more with BUNSAI_NO_PDL=1 for each launch on its own.
+// The bmma variant gets three rows: x quantization alone; back-to-back matvecs (the kernel's own
+// speed: each launch streams its weights in beside the one before); and the fused norm + matvec
+// pair that a decode step runs, where the matvec follows another kernel (a "solo" launch, one block
+// per SM: see CudaBackend.qmvBmma). The two differ: which blocks share an SM with which changes the
+// time per launch by up to 1.5 us (bench/RESULTS.md, fourth session).
 
 import { CudaBackend } from "../src/backend/cuda/index.ts";
 import type { Buf, Q1Weight } from "../src/backend/backend.ts";
@@ -82,6 +87,7 @@ export async function benchKernels(argv: string[]): Promise<void> {
     }
     for (const v of variants) {
       b.setKernelVariant("matvec", v);
+      if (v === "bmma") { benchBmma(b, label, N, K, ws, x, y, bytes, bw, reps, replays); continue; }
       const key = {};
       const graph = () => b.replayable(key, () => { for (let i = 0; i < reps; i++) b.matmul(y, x, ws[i % sets]!, 1); });
       graph(); // capture + warm-up
@@ -91,22 +97,38 @@ export async function benchKernels(argv: string[]): Promise<void> {
       cu.eventSync(e1);
       const us = (cu.elapsed(e0, e1) * 1e3) / (reps * replays), gbs = bytes / (us * 1e-6) / 1e9;
       console.log(`${label.padEnd(28)} ${v.padEnd(6)} ${us.toFixed(2).padStart(8)} µs ${gbs.toFixed(0).padStart(6)} GB/s ${((100 * gbs * 1e9) / bw).toFixed(1).padStart(5)} %`);
-      if (v === "bmma") { // the two kernels apart: x quantization alone, the matvec alone
-        for (const part of ["prep", "matvec"] as const) {
-          const pk = {};
-          b.matvecPart("prep", y, x, ws[0]!);
-          const g2 = () => b.replayable(pk, () => { for (let i = 0; i < reps; i++) b.matvecPart(part, y, x, ws[i % sets]!); });
-          g2();
-          cu.record(e0, b.stream);
-          for (let r = 0; r < replays; r++) g2();
-          cu.record(e1, b.stream);
-          cu.eventSync(e1);
-          const pu = (cu.elapsed(e0, e1) * 1e3) / (reps * replays), pb = part === "prep" ? 0 : bytes, pg = pb / (pu * 1e-6) / 1e9;
-          console.log(`${"".padEnd(28)} ${(" " + part).padEnd(6)} ${pu.toFixed(2).padStart(8)} µs ${pg.toFixed(0).padStart(6)} GB/s ${((100 * pg * 1e9) / bw).toFixed(1).padStart(5)} %`);
-        }
-      }
     }
   }
   console.log(`(GPU time per launch inside a CUDA graph, launch gaps included; GPU ${b.info.name})`);
+  console.log("bmma rows: prep = x quantization alone; matvec = back-to-back matvecs on x quantized once (no solo launches);");
+  console.log("norm = the fused RMSNorm that quantizes x (one block), alone; norm+mv = it, then the matvec, as in a decode step");
+  console.log("(% of the matvec's bytes over the pair's time)");
   b.dispose();
+}
+
+/** The bmma matvec three ways (see the legend printed at the end). */
+function benchBmma(b: CudaBackend, label: string, N: number, K: number, ws: Q1Weight[], x: Buf, y: Buf, bytes: number, bw: number, reps: number, replays: number): void {
+  const cu = b.cu, e0 = cu.createEvent(), e1 = cu.createEvent(), sets = ws.length;
+  const nw = b.upload(new Float32Array(K).fill(1)), h = b.alloc(K);
+  const time = (step: (i: number) => void): number => {
+    const key = {};
+    const g = () => b.replayable(key, () => { for (let i = 0; i < reps; i++) step(i); });
+    g(); // capture + warm-up
+    cu.record(e0, b.stream);
+    for (let r = 0; r < replays; r++) g();
+    cu.record(e1, b.stream);
+    cu.eventSync(e1);
+    return (cu.elapsed(e0, e1) * 1e3) / (reps * replays);
+  };
+  const row = (part: string, us: number, b2: number) => {
+    const gbs = b2 / (us * 1e-6) / 1e9;
+    console.log(`${label.padEnd(28)} ${part.padEnd(7)} ${us.toFixed(2).padStart(7)} µs ${gbs.toFixed(0).padStart(6)} GB/s ${((100 * gbs * 1e9) / bw).toFixed(1).padStart(5)} %`);
+  };
+  row("prep", time((i) => b.matvecPart("prep", y, x, ws[i % sets]!)), 0);
+  b.matvecPart("prep", y, x, ws[0]!);
+  b.qmvSolo = false;
+  row("matvec", time((i) => b.matvecPart("matvec", y, x, ws[i % sets]!)), bytes);
+  b.qmvSolo = true;
+  row("norm", time(() => b.rmsnorm(h, x, nw, 1, K, 1e-6)), 0);
+  row("norm+mv", time((i) => { b.rmsnorm(h, x, nw, 1, K, 1e-6); b.matmul(y, h, ws[i % sets]!, 1); }), bytes);
 }

@@ -75,6 +75,9 @@ export const QMV_BMMA_MAX_K = 12288;
 export const x16Bytes = (K: number): number => (K / 128) * (256 + 8);
 /** Most shared memory a block takes, so that two (this and the next kernel's) fit on one SM. */
 export const QMV_BMMA_SMEM_CAP = 113 * 1024;
+/** Shared memory a "solo" launch (src/backend/cuda/index.ts qmvBmma) asks for at least, so that two
+ *  of its blocks never share an SM: 2 x (116 + 1 reserved) KiB > the H100/H200's 228 KiB. */
+export const QMV_BMMA_SOLO_SMEM = 116 * 1024;
 const MAX_STAGES = 16;
 
 /** Shared-memory layout of one launch: stage bytes, stage count, total dynamic bytes. */

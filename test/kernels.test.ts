@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { AttnShape, Backend, Buf, RopeSpec } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/index.ts";
+import type { CudaBackend } from "../src/backend/cuda/index.ts";
 import { createBackend, unavailableReason } from "../src/backend/select.ts";
 import { sampleHost, type SamplingParams } from "../src/backend/gpu-sample.ts";
 import { parseConfig } from "../src/io/config.ts";
@@ -91,6 +92,26 @@ for (const name of GPUS) {
         const got = await gpu.read(go);
         expect([v, maxAbsDiff(got, v === "bmma" ? quant : exact) / scale <= 1e-5]).toEqual([v, true]);
         expect([v, maxAbsDiff(got, exact) / scale <= 1e-4]).toEqual([v, true]);
+      }
+      gpu.setKernelVariant?.("matvec", variants()[0]!);
+    });
+
+    // A bmma launch that follows another kernel and streams >= 40 KB per block runs "solo" (more
+    // than half an SM's shared memory, so one block per SM); right after another bmma launch it does not.
+    t("matvec 4100x12288 (bmma): a solo launch after x's quantization, then a back-to-back one, both exact", async () => {
+      if (!variants().includes("bmma")) return void console.log("kernels.test: no bmma variant on this GPU");
+      const cu = gpu as CudaBackend; // only the CUDA backend has the bmma variant
+      const rng = new Rng(12288), N = 4100, K = 12288;
+      const w = exactQ1(rng, N, K, true), x = smallInts(rng, K);
+      const co = cpu.alloc(N);
+      cpu.matmul(co, cpu.upload(x), cpu.uploadQ1(w), 1);
+      const want = await cpu.read(co);
+      const gw = gpu.uploadQ1(w), gx = gpu.upload(x);
+      gpu.setKernelVariant?.("matvec", "bmma");
+      for (const solo of [true, false]) {
+        const go = gpu.upload(new Float32Array(N).fill(NaN)), before = cu.soloLaunches; // a row never written stays NaN
+        gpu.matmul(go, gx, gw, 1); // the first quantizes x (another kernel) first; the second reuses it
+        expect([solo, cu.soloLaunches - before, maxAbsDiff(await gpu.read(go), want)]).toEqual([solo, solo ? 1 : 0, 0]);
       }
       gpu.setKernelVariant?.("matvec", variants()[0]!);
     });

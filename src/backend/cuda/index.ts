@@ -17,7 +17,7 @@ import type { KernelFile } from "../../../cuda/common.ts";
 import { qmv_q1_f32, qmvMaxSharedBytes, qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../cuda/qmv_q1_f32.ts";
 import { qmv_q1_f32_legacy } from "../../../cuda/qmv_q1_f32_legacy.ts";
 import { x16_fused } from "../../../cuda/x16_fused.ts";
-import { qmv_q1_bmma, qmvBmmaLayout, QMV_BMMA_MAX_K, QMV_BMMA_SMEM_CAP, QMV_BMMA_THREADS, x16Bytes } from "../../../cuda/qmv_q1_bmma.ts";
+import { qmv_q1_bmma, qmvBmmaLayout, QMV_BMMA_MAX_K, QMV_BMMA_SMEM_CAP, QMV_BMMA_SOLO_SMEM, QMV_BMMA_THREADS, x16Bytes } from "../../../cuda/qmv_q1_bmma.ts";
 import { qmm_q1_f32, QMM_BM, QMM_BN } from "../../../cuda/qmm_q1_f32.ts";
 import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
 import { rmsnorm_f32, RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../cuda/rmsnorm_f32.ts";
@@ -65,6 +65,8 @@ type MatvecVariant = "bmma" | "fast" | "legacy";
 /** Up to this many activation rows, matmul runs one matvec per row instead of the tiled kernel. */
 // Measured on an H200, 8B q + gate + down shapes, matvec rows vs tensor-core qmm: M = 16: 290-306 vs
 // 445-481 us; M = 20: 362 vs 448; M = 24: 435-479 vs 451 (even). qmm is ~flat below M = 32 (one row of tiles).
+/** Weight bytes per block from which a bmma matvec that follows another kernel runs "solo" (qmvBmma). */
+const QMV_SOLO_MIN_BYTES = 40_000;
 const QMM_MIN_M = rowsMax(process.env.BUNSAI_QMV_ROWS_MAX, 20);
 function rowsMax(v: string | undefined, def: number): number {
   if (v === undefined) return def;
@@ -100,6 +102,12 @@ export class CudaBackend implements Backend {
   private stepDev!: Alloc;
   private stepHost = new Int32Array(0);
   private partials: Alloc | null = null; // attention partials, grown on demand
+  /** One block per SM for a bmma matvec that does not follow another (see qmvBmma); off with
+   *  BUNSAI_QMV_SOLO=0. Public so the kernel bench can time back-to-back launches without it. */
+  qmvSolo = process.env.BUNSAI_QMV_SOLO !== "0";
+  private lastBmma = -1; // Kernel.launched after the last bmma matvec launch
+  /** bmma matvec launches made solo so far (for tests). */
+  soloLaunches = 0;
   private readonly xq: Alloc; // x quantized for qmv_q1_bmma (qmv_x16_prep's output), for any K it takes
   // The f32 vector (device address, length) whose quantized form the last op left in xq: set by the
   // fused norm / SwiGLU kernels (and by the bmma matvec's own prep), cleared by every other op that
@@ -134,7 +142,9 @@ export class CudaBackend implements Backend {
         this.k[name] = new Kernel(this.cu, this.cu.getFunction(mod, name), name, sig, this.pdl);
       }
       if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, qmvMaxSharedBytes);
-      if (kf === qmv_q1_bmma && rt.dev.ccMajor >= 9) this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, QMV_BMMA_SMEM_CAP);
+      if (kf === qmv_q1_bmma && rt.dev.ccMajor >= 9) {
+        this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, Math.max(QMV_BMMA_SMEM_CAP, QMV_BMMA_SOLO_SMEM));
+      }
     }
     this.kernelVariants = { matvec: rt.dev.ccMajor >= 9 ? ["bmma", "fast", "legacy"] : ["fast", "legacy"] };
     const env = process.env.BUNSAI_QMV_KERNEL;
@@ -378,7 +388,21 @@ export class CudaBackend implements Backend {
     // leaves room on the SM for the next kernel's block to start its weight copies early
     const tiles = ceil(N, 16), perSm = tiles >= 16 * this.info.sms ? 2 : 1;
     const grid = Math.min(perSm * this.info.sms, tiles), L = qmvBmmaLayout(N, K, grid);
-    this.k.qmv_q1_bmma!.launch([grid, 1, 1], [QMV_BMMA_THREADS, 1, 1], L.smem, this.stream, w.words.ptr, w.scales.ptr, w.biases.ptr, this.xq.ptr, y, N, K, L.stages);
+    // Solo: when the launch just before was not a bmma matvec (in a decode step a norm, SwiGLU or
+    // attention comes before each), most SMs hold no matvec block, and the block scheduler can put
+    // two blocks of one launch on an SM (%smid stamps of matvecs after another kernel: 2-24 of 132
+    // SMs, in every launch), which then does twice the work while others idle. Asking for more than half an SM's shared memory keeps it to one block
+    // per SM: 8B decode 630 -> 649 tok/s (H200). Only where each block streams >= 40 KB (the 8B's
+    // gate+up and down): for smaller launches the cost of starting later, once an SM has that much
+    // shared memory free, won (1.7B 1260 -> 1233 tok/s with every launch solo; the 8B's q+k+v, 30 KB
+    // a block, gained within noise). Not right after a bmma matvec: each SM still holds a block of
+    // that launch, so the blocks land one per SM anyway, and two solo launches in a row could not
+    // overlap at all (back-to-back down projections 2.8 -> 3.9 us).
+    const solo = this.qmvSolo && perSm === 1 && Kernel.launched !== this.lastBmma && (N * K) / 8 + N * (K / 32) >= QMV_SOLO_MIN_BYTES * grid;
+    this.k.qmv_q1_bmma!.launch([grid, 1, 1], [QMV_BMMA_THREADS, 1, 1], solo ? Math.max(L.smem, QMV_BMMA_SOLO_SMEM) : L.smem, this.stream,
+      w.words.ptr, w.scales.ptr, w.biases.ptr, this.xq.ptr, y, N, K, L.stages);
+    this.lastBmma = Kernel.launched;
+    if (solo) this.soloLaunches++;
   }
 
   qkNormRopeAppend(

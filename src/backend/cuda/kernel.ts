@@ -29,6 +29,9 @@ export class Kernel {
     for (let i = 0; i < sig.length; i++) this.params[i] = BigInt(base + 8 * i);
   }
 
+  /** Launches made by every Kernel so far: lets a caller tell which launch came just before its own. */
+  static launched = 0;
+
   launch(grid: Dim3, block: Dim3, shared: number, stream: bigint, ...args: (bigint | number)[]): void {
     const sig = this.sig;
     if (args.length !== sig.length) throw new Error(`${this.name}: ${args.length} arguments given, ${sig.length} expected`);
@@ -49,6 +52,7 @@ export class Kernel {
     if (!(grid[0] >= 1 && grid[0] < 2 ** 31 && grid[1] >= 1 && grid[1] <= 65535 && grid[2] >= 1 && grid[2] <= 65535)) {
       throw new Error(`${this.name}: grid ${grid.join("x")} out of range`);
     }
+    Kernel.launched++;
     if (this.pdl) this.cu.launchEx(this.fn, this.name, grid, block, shared, stream, this.params, this.pdl);
     else this.cu.launch(this.fn, this.name, grid, block, shared, stream, this.params);
   }
