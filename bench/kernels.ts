@@ -7,9 +7,9 @@
 // --variants bmma,fast,legacy picks variants (default: all this GPU has); --shapes 0,2 picks rows of SHAPES.
 // With programmatic dependent launch (sm_90, unless BUNSAI_NO_PDL=1) consecutive launches overlap,
 // as they do in a decode step: run once more with BUNSAI_NO_PDL=1 for each launch on its own.
-// The bmma variant gets three rows: x quantization alone; back-to-back matvecs (the kernel's own
-// speed: each launch streams its weights in beside the one before); and the fused norm + matvec
-// pair that a decode step runs, where the matvec follows another kernel (a "solo" launch, one block
+// The bmma variant gets four rows: x quantization alone; back-to-back matvecs (the kernel's own
+// speed: each launch streams its weights in beside the one before); the fused norm (or SwiGLU, for
+// K = 12288) that produces x in a decode step, alone; and it + the matvec, the pair a decode step runs, where the matvec follows another kernel (a "solo" launch, one block
 // per SM: see CudaBackend.qmvBmma). The two differ: which blocks share an SM with which changes the
 // time per launch by up to 1.5 us (bench/RESULTS.md, fourth session).
 
@@ -101,15 +101,19 @@ export async function benchKernels(argv: string[]): Promise<void> {
   }
   console.log(`(GPU time per launch inside a CUDA graph, launch gaps included; GPU ${b.info.name})`);
   console.log("bmma rows: prep = x quantization alone; matvec = back-to-back matvecs on x quantized once (no solo launches);");
-  console.log("norm = the fused RMSNorm that quantizes x (one block), alone; norm+mv = it, then the matvec, as in a decode step");
-  console.log("(% of the matvec's bytes over the pair's time)");
+  console.log("norm / swiglu = the fused RMSNorm (one block) / SwiGLU that quantizes x, alone; norm+mv / swiglu+mv = it, then the");
+  console.log("matvec, as in a decode step (% of the matvec's bytes over the pair's time)");
   b.dispose();
 }
 
 /** The bmma matvec three ways (see the legend printed at the end). */
 function benchBmma(b: CudaBackend, label: string, N: number, K: number, ws: Q1Weight[], x: Buf, y: Buf, bytes: number, bw: number, reps: number, replays: number): void {
   const cu = b.cu, e0 = cu.createEvent(), e1 = cu.createEvent(), sets = ws.length;
-  const nw = b.upload(new Float32Array(K).fill(1)), h = b.alloc(K);
+  const nw = b.upload(new Float32Array(K).fill(1)), h = b.alloc(K), up = b.upload(new Float32Array(K).fill(0.5));
+  // x's producer in a decode step: the fused RMSNorm for the hidden size, the fused SwiGLU for the
+  // MLP's (the down projection's K = 12288)
+  const swi = K > 4096, producer = swi ? "swiglu" : "norm";
+  const produce = () => (swi ? b.swiglu(h, x, up, K) : b.rmsnorm(h, x, nw, 1, K, 1e-6));
   const time = (step: (i: number) => void): number => {
     const key = {};
     const g = () => b.replayable(key, () => { for (let i = 0; i < reps; i++) step(i); });
@@ -122,13 +126,13 @@ function benchBmma(b: CudaBackend, label: string, N: number, K: number, ws: Q1We
   };
   const row = (part: string, us: number, b2: number) => {
     const gbs = b2 / (us * 1e-6) / 1e9;
-    console.log(`${label.padEnd(28)} ${part.padEnd(7)} ${us.toFixed(2).padStart(7)} µs ${gbs.toFixed(0).padStart(6)} GB/s ${((100 * gbs * 1e9) / bw).toFixed(1).padStart(5)} %`);
+    console.log(`${label.padEnd(28)} ${part.padEnd(9)} ${us.toFixed(2).padStart(7)} µs ${gbs.toFixed(0).padStart(6)} GB/s ${((100 * gbs * 1e9) / bw).toFixed(1).padStart(5)} %`);
   };
   row("prep", time((i) => b.matvecPart("prep", y, x, ws[i % sets]!)), 0);
   b.matvecPart("prep", y, x, ws[0]!);
   b.qmvSolo = false;
   row("matvec", time((i) => b.matvecPart("matvec", y, x, ws[i % sets]!)), bytes);
   b.qmvSolo = true;
-  row("norm", time(() => b.rmsnorm(h, x, nw, 1, K, 1e-6)), 0);
-  row("norm+mv", time((i) => { b.rmsnorm(h, x, nw, 1, K, 1e-6); b.matmul(y, h, ws[i % sets]!, 1); }), bytes);
+  row(producer, time(() => produce()), 0);
+  row(`${producer}+mv`, time((i) => { produce(); b.matmul(y, h, ws[i % sets]!, 1); }), bytes);
 }

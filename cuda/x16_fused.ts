@@ -12,7 +12,8 @@
 // The norms run in one block of 1024 threads (32 warps: one group each for 4096 = the 8B's
 // hidden size; a group's quantization is a chain of shuffles and ballots, so groups go to as many
 // warps as possible): a first pass sums the squares (and writes x += delta), a block sum, then a
-// second pass re-reads its own elements, scales them, writes out and quantizes each group.
+// second pass scales its elements (kept in registers when each warp has one group, dim <= 4096; else
+// read again), writes out and quantizes each group. The norm weights are fetched before the PDL wait.
 // SwiGLU: ceil(G / 8) blocks of 256 threads, one pass.
 
 import { COMMON, type KernelFile } from "./common.ts";
@@ -28,7 +29,16 @@ __device__ __forceinline__ void rms_x16(float* x, const float* delta, const floa
                                         u32* __restrict__ xq, int dim, float eps) {
   __shared__ float sh[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, G = dim >> 7;
-  float ss = 0.f;
+  // one group per warp at most (dim <= 4096, every Bonsai hidden size): the second pass takes x
+  // from registers instead of reading it again
+  const bool one = G <= NT / 32;
+  float ss = 0.f, keep[4] = {0.f, 0.f, 0.f, 0.f}, wk[4] = {0.f, 0.f, 0.f, 0.f};
+  // the norm's weights are read-only: fetched before waiting for the kernel before (PDL)
+  if (one && warp < G) {
+    #pragma unroll
+    for (int j = 0; j < 4; j++) wk[j] = w[128 * warp + 32 * j + lane];
+  }
+  PDL_WAIT(); PDL_LAUNCH();
   for (int g = warp; g < G; g += NT / 32) {
     #pragma unroll
     for (int j = 0; j < 4; j++) {
@@ -36,6 +46,7 @@ __device__ __forceinline__ void rms_x16(float* x, const float* delta, const floa
       float a = x[k];
       if (delta) { a += delta[k]; x[k] = a; }
       ss += a * a;
+      keep[j] = a;
     }
   }
   ss = block_sum(ss, sh);
@@ -45,7 +56,7 @@ __device__ __forceinline__ void rms_x16(float* x, const float* delta, const floa
     #pragma unroll
     for (int j = 0; j < 4; j++) {
       const int k = 128 * g + 32 * j + lane; // this thread wrote x[k] above, if it changed
-      v[j] = x[k] * inv * w[k];
+      v[j] = one ? keep[j] * inv * wk[j] : x[k] * inv * w[k];
       out[k] = v[j];
     }
     x16_group(v, xq, g, G);
@@ -54,14 +65,12 @@ __device__ __forceinline__ void rms_x16(float* x, const float* delta, const floa
 
 extern "C" __global__ void __launch_bounds__(NT) rmsnorm_x16_f32(float* x, const float* __restrict__ weight, float* out,
                                                                  u32* __restrict__ xq, int dim, float eps) {
-  PDL_WAIT(); PDL_LAUNCH();
-  rms_x16(x, nullptr, weight, out, xq, dim, eps);
+  rms_x16(x, nullptr, weight, out, xq, dim, eps); // (waits inside, after fetching the weights)
 }
 
 extern "C" __global__ void __launch_bounds__(NT) add_rmsnorm_x16_f32(float* x, const float* delta, const float* __restrict__ weight,
                                                                      float* out, u32* __restrict__ xq, int dim, float eps) {
-  PDL_WAIT(); PDL_LAUNCH();
-  rms_x16(x, delta, weight, out, xq, dim, eps);
+  rms_x16(x, delta, weight, out, xq, dim, eps); // (waits inside, after fetching the weights)
 }
 
 extern "C" __global__ void __launch_bounds__(NTS) swiglu_x16_f32(const float* gate, const float* up, float* out,
