@@ -38,7 +38,7 @@ export const attention_f32: KernelFile = {
 template <int D, int GM>
 __device__ __forceinline__ void attention_partial(
     const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc, float* __restrict__ part,
-    int len, int nH, int nKv, int S, float (*sc)[CHUNK], float* sm, float* sl, float (*red)[256 + 4]) {
+    int len, int P, int nH, int nKv, int S, float (*sc)[CHUNK], float* sm, float* sl, float (*red)[256 + 4]) {
   constexpr int LPP = D / 8, PPW = 32 / LPP, PPB = 4 * PPW, IT = CHUNK / PPB;
   const int s = blockIdx.x, kvh = blockIdx.y, t = blockIdx.z;
   const int p0 = s * CHUNK;
@@ -47,6 +47,24 @@ __device__ __forceinline__ void attention_partial(
   const size_t stride = (size_t)nKv * D;
   const float scale = rsqrtf((float)D);
 
+  // K and V rows of positions before this step's (p < P) were written by earlier steps, so they are
+  // loaded before waiting for the kernel before (PDL); this step's rows (qk_norm_rope_append wrote
+  // them) and q after.
+  uint4 kw[IT], vw[IT];
+  #pragma unroll
+  for (int it = 0; it < IT; it++) {
+    const int p = p0 + it * PPB + grp;
+    const size_t at = p * stride + kvh * D + d0;
+    kw[it] = p < P ? *reinterpret_cast<const uint4*>(kc + at) : make_uint4(0, 0, 0, 0);
+    vw[it] = p < P ? *reinterpret_cast<const uint4*>(vc + at) : make_uint4(0, 0, 0, 0);
+  }
+  PDL_WAIT(); PDL_LAUNCH();
+  #pragma unroll
+  for (int it = 0; it < IT; it++) {
+    const int p = p0 + it * PPB + grp;
+    const size_t at = p * stride + kvh * D + d0;
+    if (p >= P && p < len) { kw[it] = *reinterpret_cast<const uint4*>(kc + at); vw[it] = *reinterpret_cast<const uint4*>(vc + at); }
+  }
   float qr[GM][8];
   #pragma unroll
   for (int g = 0; g < GM; g++) {
@@ -57,13 +75,7 @@ __device__ __forceinline__ void attention_partial(
       qr[g][4] = b.x; qr[g][5] = b.y; qr[g][6] = b.z; qr[g][7] = b.w;
     }
   }
-  // scores for every position of the chunk: all IT key loads first, then the dots
-  uint4 kw[IT];
-  #pragma unroll
-  for (int it = 0; it < IT; it++) {
-    const int p = p0 + it * PPB + grp;
-    kw[it] = p < len ? *reinterpret_cast<const uint4*>(kc + p * stride + kvh * D + d0) : make_uint4(0, 0, 0, 0);
-  }
+  // scores for every position of the chunk
   #pragma unroll
   for (int it = 0; it < IT; it++) {
     const int i = it * PPB + grp, p = p0 + i;
@@ -100,13 +112,7 @@ __device__ __forceinline__ void attention_partial(
     if (lane == 0) { sm[g] = m; sl[g] = l; }
   }
   __syncthreads();
-  // weighted values: each V row loaded once for all G heads
-  uint4 vw[IT];
-  #pragma unroll
-  for (int it = 0; it < IT; it++) {
-    const int p = p0 + it * PPB + grp;
-    vw[it] = p < len ? *reinterpret_cast<const uint4*>(vc + p * stride + kvh * D + d0) : make_uint4(0, 0, 0, 0);
-  }
+  // weighted values: each V row (loaded above) used once for all G heads
   float acc[GM][8];
   #pragma unroll
   for (int g = 0; g < GM; g++) {
@@ -153,15 +159,16 @@ __device__ __forceinline__ void attention_partial(
 extern "C" __global__ void __launch_bounds__(NT) attention_partial_f32(
     const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc, float* __restrict__ part,
     const int* __restrict__ step, int nH, int nKv, int D, int S) {
-  PDL_WAIT(); PDL_LAUNCH();
+  // (PDL_WAIT comes inside, after the loads that need none: step is written by a copy before the
+  // step's first kernel, and a block past len touches nothing)
   __shared__ float sc[MAXG][CHUNK];
   __shared__ float sm[MAXG], sl[MAXG];
   __shared__ float red[NT / 32 * 32 / 8][256 + 4]; // [position group][dim], padded
-  const int len = step[STEP_POS] + blockIdx.z + 1;
+  const int P = step[STEP_POS], len = P + blockIdx.z + 1;
   if ((int)blockIdx.x * CHUNK >= len) return; // the whole block: no barrier is skipped
   // GM: the smallest of 1, 2, 4, 8 holding the group G = nH / nKv (registers are sized by GM)
   const int G = nH / nKv;
-#define ATT_CASE(DD, GG) if (D == DD && G <= GG) return attention_partial<DD, GG>(q, kc, vc, part, len, nH, nKv, S, sc, sm, sl, red);
+#define ATT_CASE(DD, GG) if (D == DD && G <= GG) return attention_partial<DD, GG>(q, kc, vc, part, len, P, nH, nKv, S, sc, sm, sl, red);
 #define ATT_D(DD) ATT_CASE(DD, 1) ATT_CASE(DD, 2) ATT_CASE(DD, 4) ATT_CASE(DD, 8)
   ATT_D(64) ATT_D(128) ATT_D(256)
 #undef ATT_D

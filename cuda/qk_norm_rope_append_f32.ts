@@ -21,20 +21,23 @@ extern "C" __global__ void qk_norm_rope_append_f32(
     float* q, const float* __restrict__ k, const float* __restrict__ v,
     const float* __restrict__ qn, const float* __restrict__ kn, const float* __restrict__ invFreq,
     u16* kc, u16* vc, const int* __restrict__ step, int nH, int nKv, int D, float eps, float attnFactor) {
-  PDL_WAIT(); PDL_LAUNCH();
   __shared__ float sh[32];
   const int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = D >> 1;
+  // before the PDL wait: what no kernel writes (the norm weights, the RoPE table, and the position:
+  // step is written by a copy before the step's first kernel), and the angle's cos / sin
   const int pos = step[STEP_POS] + t;
   const bool isQ = h < nH;
   const int kh = h - nH;
-  const float* src = isQ ? q + ((size_t)t * nH + h) * D : k + ((size_t)t * nKv + kh) * D;
   const float* wn = isQ ? qn : kn;
+  const float w1 = wn[i], w2 = wn[i + half];
+  const float angle = (float)pos * invFreq[i];
+  const float c = cosf(angle) * attnFactor, s = sinf(angle) * attnFactor;
+  PDL_WAIT(); PDL_LAUNCH();
+  const float* src = isQ ? q + ((size_t)t * nH + h) * D : k + ((size_t)t * nKv + kh) * D;
   const float x1 = src[i], x2 = src[i + half];
   const float ss = block_sum(x1 * x1 + x2 * x2, sh);
   const float inv = 1.0f / sqrtf(ss / (float)D + eps);
-  const float y1 = x1 * inv * wn[i], y2 = x2 * inv * wn[i + half];
-  const float angle = (float)pos * invFreq[i];
-  const float c = cosf(angle) * attnFactor, s = sinf(angle) * attnFactor;
+  const float y1 = x1 * inv * w1, y2 = x2 * inv * w2;
   const float o1 = y1 * c - y2 * s, o2 = y2 * c + y1 * s;
   if (isQ) {
     float* dst = q + ((size_t)t * nH + h) * D;

@@ -40,7 +40,7 @@ export const attention_f32: KernelFile = {
 template <int D, int GM>
 inline void attention_partial(
     device const float* q, device const u16* kc, device const u16* vc, device float* part,
-    int len, int nH, int nKv, int S, threadgroup float (*sc)[CHUNK], threadgroup float* sm, threadgroup float* sl,
+    int len, int P, int nH, int nKv, int S, threadgroup float (*sc)[CHUNK], threadgroup float* sm, threadgroup float* sl,
     threadgroup float (*red)[256 + 4], uint3 tid3, uint3 bid) {
   constexpr int LPP = D / 8, PPW = 32 / LPP, PPB = 4 * PPW, IT = CHUNK / PPB;
   const int tid = int(tid3.x);
@@ -51,6 +51,24 @@ inline void attention_partial(
   const ulong stride = (ulong)nKv * D;
   const float scale = precise::rsqrt((float)D);
 
+  // K and V rows of positions before this step's (p < P) were written by earlier steps, so they are
+  // loaded before PDL_WAIT (a no-op on Metal, kept at the CUDA twin's place); this step's rows
+  // (qk_norm_rope_append wrote them) and q after.
+  uint4 kw[IT], vw[IT];
+  #pragma unroll
+  for (int it = 0; it < IT; it++) {
+    const int p = p0 + it * PPB + grp;
+    const ulong at = p * stride + kvh * D + d0;
+    kw[it] = p < P ? *reinterpret_cast<device const uint4*>(kc + at) : uint4(0u, 0u, 0u, 0u);
+    vw[it] = p < P ? *reinterpret_cast<device const uint4*>(vc + at) : uint4(0u, 0u, 0u, 0u);
+  }
+  PDL_WAIT(); PDL_LAUNCH();
+  #pragma unroll
+  for (int it = 0; it < IT; it++) {
+    const int p = p0 + it * PPB + grp;
+    const ulong at = p * stride + kvh * D + d0;
+    if (p >= P && p < len) { kw[it] = *reinterpret_cast<device const uint4*>(kc + at); vw[it] = *reinterpret_cast<device const uint4*>(vc + at); }
+  }
   float qr[GM][8];
   #pragma unroll
   for (int g = 0; g < GM; g++) {
@@ -61,13 +79,7 @@ inline void attention_partial(
       qr[g][4] = b.x; qr[g][5] = b.y; qr[g][6] = b.z; qr[g][7] = b.w;
     }
   }
-  // scores for every position of the chunk: all IT key loads first, then the dots
-  uint4 kw[IT];
-  #pragma unroll
-  for (int it = 0; it < IT; it++) {
-    const int p = p0 + it * PPB + grp;
-    kw[it] = p < len ? *reinterpret_cast<device const uint4*>(kc + p * stride + kvh * D + d0) : uint4(0u, 0u, 0u, 0u);
-  }
+  // scores for every position of the chunk
   #pragma unroll
   for (int it = 0; it < IT; it++) {
     const int i = it * PPB + grp, p = p0 + i;
@@ -104,13 +116,7 @@ inline void attention_partial(
     if (lane == 0) { sm[g] = m; sl[g] = l; }
   }
   threadgroup_barrier(mem_flags::mem_threadgroup);
-  // weighted values: each V row loaded once for all G heads
-  uint4 vw[IT];
-  #pragma unroll
-  for (int it = 0; it < IT; it++) {
-    const int p = p0 + it * PPB + grp;
-    vw[it] = p < len ? *reinterpret_cast<device const uint4*>(vc + p * stride + kvh * D + d0) : uint4(0u, 0u, 0u, 0u);
-  }
+  // weighted values: each V row (loaded above) used once for all G heads
   float acc[GM][8];
   #pragma unroll
   for (int g = 0; g < GM; g++) {
@@ -160,16 +166,16 @@ kernel void attention_partial_f32(
     constant int& nH [[buffer(5)]], constant int& nKv [[buffer(6)]], constant int& D [[buffer(7)]],
     constant int& S [[buffer(8)]],
     uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
-  PDL_WAIT(); PDL_LAUNCH();
+  // (PDL_WAIT comes inside, after the loads that need none, as in the CUDA twin)
   // position builtins are all uint3 here: MSL wants one vector width across them
   threadgroup float sc[MAXG][CHUNK];
   threadgroup float sm[MAXG], sl[MAXG];
   threadgroup float red[NT / 32 * 32 / 8][256 + 4]; // [position group][dim], padded
-  const int len = step[STEP_POS] + int(bid.z) + 1;
+  const int P = step[STEP_POS], len = P + int(bid.z) + 1;
   if (int(bid.x) * CHUNK >= len) return; // the whole threadgroup: no barrier is skipped
   // GM: the smallest of 1, 2, 4, 8 holding the group G = nH / nKv (registers are sized by GM)
   const int G = nH / nKv;
-#define ATT_CASE(DD, GG) if (D == DD && G <= GG) return attention_partial<DD, GG>(q, kc, vc, part, len, nH, nKv, S, sc, sm, sl, red, tid3, bid);
+#define ATT_CASE(DD, GG) if (D == DD && G <= GG) return attention_partial<DD, GG>(q, kc, vc, part, len, P, nH, nKv, S, sc, sm, sl, red, tid3, bid);
 #define ATT_D(DD) ATT_CASE(DD, 1) ATT_CASE(DD, 2) ATT_CASE(DD, 4) ATT_CASE(DD, 8)
   ATT_D(64) ATT_D(128) ATT_D(256)
 #undef ATT_D

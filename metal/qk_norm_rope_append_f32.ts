@@ -26,22 +26,25 @@ kernel void qk_norm_rope_append_f32(
     constant float& eps [[buffer(12)]], constant float& attnFactor [[buffer(13)]],
     uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]],
     uint3 bdim3 [[threads_per_threadgroup]]) {
-  PDL_WAIT(); PDL_LAUNCH();
   // position builtins are all uint3 here: MSL wants one vector width across them
   const uint tid = tid3.x, bdim = bdim3.x;
   threadgroup float sh[32];
   const int t = int(bid.x), h = int(bid.y), i = int(tid), hd = D >> 1; // hd: CUDA's "half" (a type in MSL)
+  // before PDL_WAIT (a no-op on Metal, kept at the CUDA twin's place): what no kernel writes, and
+  // the angle's cos / sin
   const int pos = step[STEP_POS] + t;
   const bool isQ = h < nH;
   const int kh = h - nH;
-  device const float* src = isQ ? q + ((ulong)t * nH + h) * D : k + ((ulong)t * nKv + kh) * D;
   device const float* wn = isQ ? qn : kn;
+  const float w1 = wn[i], w2 = wn[i + hd];
+  const float angle = (float)pos * invFreq[i];
+  const float c = precise::cos(angle) * attnFactor, s = precise::sin(angle) * attnFactor;
+  PDL_WAIT(); PDL_LAUNCH();
+  device const float* src = isQ ? q + ((ulong)t * nH + h) * D : k + ((ulong)t * nKv + kh) * D;
   const float x1 = src[i], x2 = src[i + hd];
   const float ss = block_sum(x1 * x1 + x2 * x2, sh, tid, bdim);
   const float inv = 1.0f / precise::sqrt(ss / (float)D + eps);
-  const float y1 = x1 * inv * wn[i], y2 = x2 * inv * wn[i + hd];
-  const float angle = (float)pos * invFreq[i];
-  const float c = precise::cos(angle) * attnFactor, s = precise::sin(angle) * attnFactor;
+  const float y1 = x1 * inv * w1, y2 = x2 * inv * w2;
   const float o1 = y1 * c - y2 * s, o2 = y2 * c + y1 * s;
   if (isQ) {
     device float* dst = q + ((ulong)t * nH + h) * D;
