@@ -20,8 +20,10 @@ typedef unsigned long long u64;
 #define NEG_INF __int_as_float(0xff800000)
 // Programmatic dependent launch (Hopper): the host may start a kernel while the previous one in the
 // stream still runs. PDL_WAIT blocks until that kernel has finished and its writes are visible; every
-// kernel calls it before touching memory another kernel writes or reads (only a kernel's prefetch of
-// read-only weights may come first). PDL_LAUNCH lets the next kernel start as SMs free up.
+// kernel calls it before touching memory another kernel of the step writes, or writing memory another
+// reads. Only what no kernel since the step's start writes may come first: weights, the KV rows of
+// earlier steps, and the step buffer (written by a copy before the step's first kernel, which a
+// kernel launched after a copy cannot overlap). PDL_LAUNCH lets the next kernel start as SMs free up.
 // Both are no-ops when the kernel was launched normally, and compiled out before sm_90.
 #if __CUDA_ARCH__ >= 900
 #define PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
