@@ -78,6 +78,15 @@ export const QMV_BMMA_SMEM_CAP = 113 * 1024;
 /** Shared memory a "solo" launch (src/backend/cuda/index.ts qmvBmma) asks for at least, so that two
  *  of its blocks never share an SM: 2 x (116 + 1 reserved) KiB > the H100/H200's 228 KiB. */
 export const QMV_BMMA_SOLO_SMEM = 116 * 1024;
+
+/** What this device's shared memory allows: the bmma matvec at all (sm_90+ and QMV_BMMA_SMEM_CAP
+ *  per block: not on a GPU with ~100 KiB per SM, like sm_120), and solo launches (two solo blocks
+ *  must not fit on one SM, with the 1 KiB the driver reserves per block). */
+export function bmmaSmemPlan(ccMajor: number, smemPerBlockOptin: number, smemPerSm: number): { bmma: boolean; solo: boolean; maxDynamic: number } {
+  const bmma = ccMajor >= 9 && smemPerBlockOptin >= QMV_BMMA_SMEM_CAP;
+  const solo = bmma && QMV_BMMA_SOLO_SMEM <= smemPerBlockOptin && 2 * (QMV_BMMA_SOLO_SMEM + 1024) > smemPerSm;
+  return { bmma, solo, maxDynamic: solo ? QMV_BMMA_SOLO_SMEM : QMV_BMMA_SMEM_CAP };
+}
 const MAX_STAGES = 16;
 
 /** Shared-memory layout of one launch: stage bytes, stage count, total dynamic bytes. */

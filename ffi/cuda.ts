@@ -64,7 +64,8 @@ export function openCuda() { return openFirst("libcuda (the NVIDIA driver)", LIB
 /** CU_DEVICE_ATTRIBUTE_* values used here (from cuda.h). */
 export const ATTR = {
   maxThreadsPerBlock: 1, clockRateKHz: 13, multiprocessorCount: 16, memoryClockRateKHz: 36,
-  globalMemoryBusWidth: 37, l2CacheSize: 38, ccMajor: 75, ccMinor: 76, maxSharedPerBlockOptin: 97,
+  globalMemoryBusWidth: 37, l2CacheSize: 38, ccMajor: 75, ccMinor: 76, maxSharedPerMultiprocessor: 81,
+  maxSharedPerBlockOptin: 97,
 } as const;
 export const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 export const CU_STREAM_NON_BLOCKING = 1;

@@ -4,6 +4,7 @@ import { CpuBackend } from "../src/backend/cpu/index.ts";
 import { dequantQ1, type Q1Host } from "../src/quant/q1.ts";
 import { Rng } from "../src/util/rng.ts";
 import { exactQ1, smallInts } from "./helpers.ts";
+import { bmmaSmemPlan, QMV_BMMA_SMEM_CAP, QMV_BMMA_SOLO_SMEM } from "../cuda/qmv_q1_bmma.ts";
 
 function naive(w: Q1Host, x: Float32Array, M: number): Float32Array {
   const d = dequantQ1(w), out = new Float32Array(M * w.rows);
@@ -49,5 +50,19 @@ describe("cpu qmv / qmm, exact", () => {
     const b = new CpuBackend(), w = b.uploadQ1(exactQ1(new Rng(1), 8, 128));
     expect(() => b.matmul(b.alloc(7), b.alloc(128), w, 1)).toThrow(/out holds 7 values but 8 are needed/);
     expect(() => b.matmul(b.alloc(8), b.alloc(127), w, 1)).toThrow(/x holds 127/);
+  });
+});
+
+describe("bmma matvec: what a GPU's shared memory allows (bmmaSmemPlan, no GPU needed)", () => {
+  // (per-block opt-in, per-SM) bytes as the driver reports them
+  test("H100 / H200 (sm_90, 227 / 228 KiB): bmma, and solo launches of 116 KiB", () => {
+    expect(bmmaSmemPlan(9, 232448, 233472)).toEqual({ bmma: true, solo: true, maxDynamic: QMV_BMMA_SOLO_SMEM });
+  });
+  test("a consumer Blackwell (sm_120, 99 / 100 KiB): no bmma (its 113 KiB blocks would not fit), so no solo", () => {
+    expect(bmmaSmemPlan(12, 101376, 102400)).toEqual({ bmma: false, solo: false, maxDynamic: QMV_BMMA_SMEM_CAP });
+  });
+  test("A100 (sm_80): no bmma; an SM so large that two solo blocks fit: bmma without solo", () => {
+    expect(bmmaSmemPlan(8, 166912, 167936).bmma).toBe(false);
+    expect(bmmaSmemPlan(9, 300 * 1024, 300 * 1024)).toEqual({ bmma: true, solo: false, maxDynamic: QMV_BMMA_SMEM_CAP });
   });
 });

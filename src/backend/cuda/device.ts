@@ -14,6 +14,9 @@ export interface DeviceInfo {
   arch: string; // "sm_90"
   sms: number;
   totalMem: number;
+  /** Shared memory: the most one block may opt in to, and an SM's total (bytes). */
+  smemPerBlockOptin: number;
+  smemPerSm: number;
   /** Theoretical DRAM bandwidth in bytes/s: 2 (DDR) * memory clock * bus width. */
   bandwidth: number;
   driverVersion: number;
@@ -44,6 +47,7 @@ function load(): Runtime {
   const dev: DeviceInfo = {
     ordinal, handle, name, ccMajor, ccMinor, arch: `sm_${ccMajor}${ccMinor}`,
     sms: cu.attribute(handle, ATTR.multiprocessorCount), totalMem: cu.totalMem(handle), bandwidth,
+    smemPerBlockOptin: cu.attribute(handle, ATTR.maxSharedPerBlockOptin), smemPerSm: cu.attribute(handle, ATTR.maxSharedPerMultiprocessor),
     driverVersion: cu.driverVersion(), nvrtcVersion: nvrtc.version,
   };
   return { cu, nvrtc, dev };

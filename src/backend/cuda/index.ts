@@ -17,7 +17,7 @@ import type { KernelFile } from "../../../cuda/common.ts";
 import { qmv_q1_f32, qmvMaxSharedBytes, qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../cuda/qmv_q1_f32.ts";
 import { qmv_q1_f32_legacy } from "../../../cuda/qmv_q1_f32_legacy.ts";
 import { x16_fused } from "../../../cuda/x16_fused.ts";
-import { qmv_q1_bmma, qmvBmmaLayout, QMV_BMMA_MAX_K, QMV_BMMA_SMEM_CAP, QMV_BMMA_SOLO_SMEM, QMV_BMMA_THREADS, x16Bytes } from "../../../cuda/qmv_q1_bmma.ts";
+import { bmmaSmemPlan, qmv_q1_bmma, qmvBmmaLayout, QMV_BMMA_MAX_K, QMV_BMMA_SMEM_CAP, QMV_BMMA_SOLO_SMEM, QMV_BMMA_THREADS, x16Bytes } from "../../../cuda/qmv_q1_bmma.ts";
 import { qmm_q1_f32, QMM_BM, QMM_BN } from "../../../cuda/qmm_q1_f32.ts";
 import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
 import { rmsnorm_f32, RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../cuda/rmsnorm_f32.ts";
@@ -106,6 +106,7 @@ export class CudaBackend implements Backend {
    *  BUNSAI_QMV_SOLO=0. Public so the kernel bench can time back-to-back launches without it. */
   qmvSolo = process.env.BUNSAI_QMV_SOLO !== "0";
   private lastBmma = -1; // Kernel.launched after the last bmma matvec launch
+  private readonly bmmaPlan: ReturnType<typeof bmmaSmemPlan>; // whether this GPU's shared memory allows bmma, solo
   /** bmma matvec launches made solo so far (for tests). */
   soloLaunches = 0;
   private readonly xq: Alloc; // x quantized for qmv_q1_bmma (qmv_x16_prep's output), for any K it takes
@@ -128,6 +129,7 @@ export class CudaBackend implements Backend {
     const rt = cudaRuntime();
     this.cu = rt.cu;
     this.info = rt.dev;
+    this.bmmaPlan = bmmaSmemPlan(rt.dev.ccMajor, rt.dev.smemPerBlockOptin, rt.dev.smemPerSm);
     this.pdl = rt.dev.ccMajor >= 9 && process.env.BUNSAI_NO_PDL !== "1";
     this.device = `${rt.dev.name} (${rt.dev.arch}, ${rt.dev.sms} SMs, ${fmtBytes(rt.dev.totalMem)})`;
     this.ctx = this.cu.retainPrimaryContext(rt.dev.handle);
@@ -142,11 +144,9 @@ export class CudaBackend implements Backend {
         this.k[name] = new Kernel(this.cu, this.cu.getFunction(mod, name), name, sig, this.pdl);
       }
       if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, qmvMaxSharedBytes);
-      if (kf === qmv_q1_bmma && rt.dev.ccMajor >= 9) {
-        this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, Math.max(QMV_BMMA_SMEM_CAP, QMV_BMMA_SOLO_SMEM));
-      }
+      if (kf === qmv_q1_bmma && this.bmmaPlan.bmma) this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, this.bmmaPlan.maxDynamic);
     }
-    this.kernelVariants = { matvec: rt.dev.ccMajor >= 9 ? ["bmma", "fast", "legacy"] : ["fast", "legacy"] };
+    this.kernelVariants = { matvec: this.bmmaPlan.bmma ? ["bmma", "fast", "legacy"] : ["fast", "legacy"] };
     const env = process.env.BUNSAI_QMV_KERNEL;
     if (env !== undefined && !this.kernelVariants.matvec.includes(env as MatvecVariant)) {
       throw new Error(`BUNSAI_QMV_KERNEL must be one of ${this.kernelVariants.matvec.join(", ")} on ${rt.dev.arch}, got "${env}"`);
@@ -371,7 +371,7 @@ export class CudaBackend implements Backend {
   matvecPart(part: "prep" | "matvec", out: Buf, x: Buf, w: Q1Weight): void {
     const o = this.buf("matvecPart", out), xb = this.buf("matvecPart", x), q = this.q1("matvecPart", w);
     checkMatmul(out, x, w, 1);
-    if (this.info.ccMajor < 9 || q.cols > QMV_BMMA_MAX_K) throw new Error("matvecPart: the bmma matvec needs sm_90 and K <= 12288");
+    if (!this.bmmaPlan.bmma || q.cols > QMV_BMMA_MAX_K) throw new Error(`matvecPart: the bmma matvec needs sm_90+ with ${QMV_BMMA_SMEM_CAP / 1024} KiB of shared memory per block, and K <= ${QMV_BMMA_MAX_K}`);
     this.xqOf = 0n;
     if (part === "prep") this.prepX16(xb.ptr, q.cols);
     else this.qmvBmma(q, o.ptr);
@@ -398,7 +398,7 @@ export class CudaBackend implements Backend {
     // a block, gained within noise). Not right after a bmma matvec: each SM still holds a block of
     // that launch, so the blocks land one per SM anyway, and two solo launches in a row could not
     // overlap at all (back-to-back down projections 2.8 -> 3.9 us).
-    const solo = this.qmvSolo && perSm === 1 && Kernel.launched !== this.lastBmma && (N * K) / 8 + N * (K / 32) >= QMV_SOLO_MIN_BYTES * grid;
+    const solo = this.qmvSolo && this.bmmaPlan.solo && perSm === 1 && Kernel.launched !== this.lastBmma && (N * K) / 8 + N * (K / 32) >= QMV_SOLO_MIN_BYTES * grid;
     this.k.qmv_q1_bmma!.launch([grid, 1, 1], [QMV_BMMA_THREADS, 1, 1], solo ? Math.max(L.smem, QMV_BMMA_SOLO_SMEM) : L.smem, this.stream,
       w.words.ptr, w.scales.ptr, w.biases.ptr, this.xq.ptr, y, N, K, L.stages);
     this.lastBmma = Kernel.launched;
