@@ -107,6 +107,7 @@ export class CudaBackend implements Backend {
   qmvSolo = process.env.BUNSAI_QMV_SOLO !== "0";
   private lastBmma = -1; // Kernel.launched after the last bmma matvec launch
   private readonly bmmaPlan: ReturnType<typeof bmmaSmemPlan>; // whether this GPU's shared memory allows bmma, solo
+  private readonly fastSmem: number; // most dynamic shared memory qmv_q1_f32 may take here
   /** bmma matvec launches made solo so far (for tests). */
   soloLaunches = 0;
   private readonly xq: Alloc; // x quantized for qmv_q1_bmma (qmv_x16_prep's output), for any K it takes
@@ -130,6 +131,9 @@ export class CudaBackend implements Backend {
     this.cu = rt.cu;
     this.info = rt.dev;
     this.bmmaPlan = bmmaSmemPlan(rt.dev.ccMajor, rt.dev.smemPerBlockOptin, rt.dev.smemPerSm);
+    // the nibble-table matvec's shared memory, up to what a block may have here (K = 12288 wants
+    // ~199 KiB: more than an A100's 163; such a K then takes the legacy kernel)
+    this.fastSmem = Math.min(qmvMaxSharedBytes, rt.dev.smemPerBlockOptin);
     this.pdl = rt.dev.ccMajor >= 9 && process.env.BUNSAI_NO_PDL !== "1";
     this.device = `${rt.dev.name} (${rt.dev.arch}, ${rt.dev.sms} SMs, ${fmtBytes(rt.dev.totalMem)})`;
     this.ctx = this.cu.retainPrimaryContext(rt.dev.handle);
@@ -143,7 +147,7 @@ export class CudaBackend implements Backend {
         if (!sig) throw new Error(`cuda backend: no argument signature for kernel ${name}`);
         this.k[name] = new Kernel(this.cu, this.cu.getFunction(mod, name), name, sig, this.pdl);
       }
-      if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, qmvMaxSharedBytes);
+      if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, this.fastSmem);
       if (kf === qmv_q1_bmma && this.bmmaPlan.bmma) this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, this.bmmaPlan.maxDynamic);
     }
     this.kernelVariants = { matvec: this.bmmaPlan.bmma ? ["bmma", "fast", "legacy"] : ["fast", "legacy"] };
@@ -357,7 +361,7 @@ export class CudaBackend implements Backend {
     }
     this.xqOf = 0n; // y may be the vector whose quantized form xq holds
     // fast: nibble-table kernel, persistent (one block per SM, each builds the table once)
-    const fast = this.matvecVariant !== "legacy" && x % 16n === 0n && K <= QMV_MAX_K;
+    const fast = this.matvecVariant !== "legacy" && x % 16n === 0n && K <= QMV_MAX_K && qmvSharedBytes(K) <= this.fastSmem;
     if (fast) {
       const grid = Math.min(this.info.sms, ceil(N, QMV_THREADS / 32));
       this.k.qmv_q1_f32!.launch([grid, 1, 1], [QMV_THREADS, 1, 1], qmvSharedBytes(K), this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, x, y, N, K);
