@@ -9,9 +9,10 @@
 // as they do in a decode step: run once more with BUNSAI_NO_PDL=1 for each launch on its own.
 // The bmma variant gets four rows: x quantization alone; back-to-back matvecs (the kernel's own
 // speed: each launch streams its weights in beside the one before); the fused norm (or SwiGLU, for
-// K = 12288) that produces x in a decode step, alone; and it + the matvec, the pair a decode step runs, where the matvec follows another kernel (a "solo" launch, one block
-// per SM: see CudaBackend.qmvBmma). The two differ: which blocks share an SM with which changes the
-// time per launch by up to 1.5 us (bench/RESULTS.md, fourth session).
+// K = 12288) that produces x in a decode step, alone; and it + the matvec, the pair a decode step
+// runs, where the matvec follows another kernel (a "solo" launch, one block per SM: see
+// CudaBackend.qmvBmma). Back-to-back and after another kernel differ: which blocks share an SM
+// changes the time per launch by up to 1.5 us (bench/RESULTS.md, fourth session).
 
 import { CudaBackend } from "../src/backend/cuda/index.ts";
 import type { Buf, Q1Weight } from "../src/backend/backend.ts";
@@ -106,7 +107,7 @@ export async function benchKernels(argv: string[]): Promise<void> {
   b.dispose();
 }
 
-/** The bmma matvec three ways (see the legend printed at the end). */
+/** The bmma matvec's four rows (see the legend printed at the end). */
 function benchBmma(b: CudaBackend, label: string, N: number, K: number, ws: Q1Weight[], x: Buf, y: Buf, bytes: number, bw: number, reps: number, replays: number): void {
   const cu = b.cu, e0 = cu.createEvent(), e1 = cu.createEvent(), sets = ws.length;
   const nw = b.upload(new Float32Array(K).fill(1)), h = b.alloc(K), up = b.upload(new Float32Array(K).fill(0.5));

@@ -395,8 +395,8 @@ export class CudaBackend implements Backend {
     // Solo: when the launch just before was not a bmma matvec (in a decode step a norm, SwiGLU or
     // attention comes before each), most SMs hold no matvec block, and the block scheduler can put
     // two blocks of one launch on an SM (%smid stamps of matvecs after another kernel: 2-24 of 132
-    // SMs, in every launch), which then does twice the work while others idle. Asking for more than half an SM's shared memory keeps it to one block
-    // per SM: 8B decode 630 -> 649 tok/s (H200). Only where each block streams >= 40 KB (the 8B's
+    // SMs, in every launch), which then does twice the work while others idle. Asking for more than
+    // half an SM's shared memory keeps it to one block per SM: 8B decode 630 -> 649 tok/s (H200). Only where each block streams >= 40 KB (the 8B's
     // gate+up and down): for smaller launches the cost of starting later, once an SM has that much
     // shared memory free, won (1.7B 1260 -> 1233 tok/s with every launch solo; the 8B's q+k+v, 30 KB
     // a block, gained within noise). Not right after a bmma matvec: each SM still holds a block of
