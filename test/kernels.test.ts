@@ -116,6 +116,26 @@ for (const name of GPUS) {
       gpu.setKernelVariant?.("matvec", variants()[0]!);
     });
 
+    // K > 6144 (more than 3 group pairs per warp: tiles one at a time) with several row tiles per
+    // block, sized from the GPU's SM count: all tiles queued at entry (2, 3 per block), and more
+    // tiles than stages (9728 x 5: the refilling loop); whole group pairs and an odd group count.
+    t("matvec bmma, K > 6144 with 2-5 row tiles per block: exact", async () => {
+      if (!variants().includes("bmma")) return void console.log("kernels.test: no bmma variant on this GPU");
+      const sms = (gpu as CudaBackend).info.sms;
+      for (const [K, per] of [[12288, 3], [9728, 2], [9728, 5], [8320, 3]] as const) {
+        const N = 16 * sms * per - 5, rng = new Rng(K + per);
+        const w = exactQ1(rng, N, K, true), x = smallInts(rng, K);
+        const co = cpu.alloc(N);
+        cpu.matmul(co, cpu.upload(x), cpu.uploadQ1(w), 1);
+        const want = await cpu.read(co);
+        const go = gpu.upload(new Float32Array(N).fill(NaN));
+        gpu.setKernelVariant?.("matvec", "bmma");
+        gpu.matmul(go, gpu.upload(x), gpu.uploadQ1(w), 1);
+        expect([K, per, maxAbsDiff(await gpu.read(go), want)]).toEqual([K, per, 0]);
+      }
+      gpu.setKernelVariant?.("matvec", variants()[0]!);
+    });
+
     t("matvec x quantization (bmma): outliers, zeros, huge and tiny groups, odd K/128, 300x1152: rel error <= 1e-5 vs x16(x)", async () => {
       if (!variants().includes("bmma")) return void console.log("kernels.test: no bmma variant on this GPU");
       const rng = new Rng(11), N = 300, K = 1152;
