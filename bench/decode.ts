@@ -1,8 +1,10 @@
 // Decode and prefill speed of a random checkpoint with the exact Bonsai shapes, on CUDA.
-//   bun run bench -- decode --preset 8b|4b|1.7b|tiny [--tokens 256] [--prefill 512]
+//   bun run bench -- decode --preset 8b|4b|1.7b|tiny [--tokens 256] [--prefill 512] [--ctx N]
 // Decode: greedy, the step replayed from a captured CUDA graph, argmax on the GPU (4 bytes back per
 // token), timed over --tokens tokens after 16 warm-up tokens. GB/s = weight bytes read per token
 // (every 1-bit matrix but the gathered embedding, with f16 scales and biases) * tok/s.
+// --ctx: the decode session's KV-cache size (default --tokens + 64 + 512); decoding still runs at
+// positions 1-273, so a large --ctx shows what a big cache costs a short conversation.
 
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -44,7 +46,9 @@ export async function benchDecode(argv: string[]): Promise<void> {
   console.log(`GPU: ${gpu} (${b.info.arch}, ${b.info.sms} SMs, ${(bw / 1e9).toFixed(0)} GB/s theoretical); preset ${preset}; load ${loadS.toFixed(2)} s; kernels: ${b.compileStats.compiled} compiled, ${b.compileStats.cached} cached`);
 
   const greedy = { temperature: 0, topK: 0, topP: 1 };
-  const s = model.newSession(nPre + nTok + 64);
+  const ctx = Number(arg(argv, "--ctx", String(nPre + nTok + 64)));
+  if (!Number.isInteger(ctx) || ctx < nTok + 32) throw new Error(`bench decode: --ctx must be an integer >= --tokens + 32 (${nTok + 32})`);
+  const s = model.newSession(ctx);
   let tok = await model.nextToken(s, 785, greedy);
   for (let i = 0; i < 16; i++) tok = await model.nextToken(s, tok, greedy); // warm-up + graph capture
   const decode = async () => {
@@ -69,7 +73,7 @@ export async function benchDecode(argv: string[]): Promise<void> {
   const mem = b.memoryStats();
   const gbs = (bytes * tps) / 1e9;
   const ref = LLAMA[preset];
-  console.log(`decode: ${tps.toFixed(1)} tok/s over ${nTok} tokens (CUDA graph), ${tpsNoGraph.toFixed(1)} tok/s without graph`);
+  console.log(`decode: ${tps.toFixed(1)} tok/s over ${nTok} tokens (CUDA graph), ${tpsNoGraph.toFixed(1)} tok/s without graph; KV cache of ${ctx} positions`);
   console.log(`        ${(bytes / 1e9).toFixed(3)} GB weights/token -> ${gbs.toFixed(0)} GB/s = ${((100 * gbs * 1e9) / bw).toFixed(1)} % of ${gpu} bandwidth`);
   console.log(`prefill: ${pps.toFixed(0)} tok/s at ${nPre} tokens`);
   console.log(`memory: peak ${(mem.peak / 2 ** 30).toFixed(2)} GiB allocated by bunsai; device used ${((mem.deviceTotal - mem.deviceFree) / 2 ** 30).toFixed(2)} GiB of ${(mem.deviceTotal / 2 ** 30).toFixed(0)}`);

@@ -32,6 +32,20 @@ export function checkMatmul(out: Buf, x: Buf, w: Q1Weight, M: number): void {
 }
 
 /** T must match the step, and positions pos .. pos + T - 1 must fit the cache. */
+/** Smallest KV span an attention launch covers (see attentionSpan). 4096: on the H200 a 4096-position
+ *  grid decoded as fast as an 832-position one (8B 675 vs 672 tok/s, 2026-11-22). */
+export const ATT_SPAN_MIN = 4096;
+/** Cache positions an attention launch's grid covers when the step ends at position `end`: at least
+ *  `end`, as a power of two from ATT_SPAN_MIN, at most the cache's ctx. A grid sized by the cache
+ *  alone made every short step of a 32k-position cache launch 1,024 chunks per kv head, most of them
+ *  empty (8B decode 675 -> 634, 1.7B 1,370 -> 1,213 tok/s). Powers of two so that a captured decode
+ *  graph stays valid for many steps: CUDA re-captures it when the span changes. */
+export function attentionSpan(ctx: number, end: number): number {
+  let s = ATT_SPAN_MIN;
+  while (s < end) s *= 2;
+  return Math.min(ctx, s);
+}
+
 export function checkStepT(op: string, T: number, stepT: number, pos: number, c: KVCache): void {
   checkInt(op, "T", T);
   if (T !== stepT) throw new Error(`${op}: T = ${T} but setStep gave ${stepT} tokens`);

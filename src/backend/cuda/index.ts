@@ -4,7 +4,8 @@
 // - Activations are f32; every kernel sums in f32.
 // - The KV cache is f16, preallocated per sequence: [layer][ctx][nKv][headDim] for k and for v.
 // - Per-step values (position, T, token ids) live in a device "step" buffer written by setStep, so a
-//   decode step is a fixed sequence of launches that `replayable` captures once as a CUDA graph.
+//   decode step is a fixed sequence of launches that `replayable` captures as a CUDA graph, again
+//   only when the span of cache the attention grid covers doubles (attentionSpan).
 // - Every op validates ownership and sizes here, in TypeScript, before any FFI call: a bad device
 //   pointer would kill the process instead of throwing.
 // - All work goes to one non-blocking stream; `read` and `sampleToken` are the only waits.
@@ -29,7 +30,7 @@ import { cubinFor, type CompileStats } from "./compile.ts";
 import { CUDA_ONLY, KERNEL_SIGS } from "../kernel-sigs.ts";
 import { Kernel, type Sig } from "./kernel.ts";
 import { cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
-import { checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
+import { attentionSpan, checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
 
 export { cudaUnavailableReason };
 
@@ -122,7 +123,9 @@ export class CudaBackend implements Backend {
   private readonly ropeTables = new WeakMap<RopeSpec, Alloc>();
   private readonly scratch: Alloc; // 16 bytes: argmax key (u64) and sampled token (u32)
   private readonly tokenHost = new Uint32Array(2);
-  private readonly graphs = new Map<object, { graph: bigint; exec: bigint }>();
+  private readonly graphs = new Map<object, { graph: bigint; exec: bigint; span: number }>();
+  /** Decode graphs captured so far (a re-capture when the attention span grows counts again). */
+  graphCaptures = 0;
   private capturing = false;
   private disposed = false;
 
@@ -439,7 +442,7 @@ export class CudaBackend implements Backend {
     if (T > 65535) throw new Error(`${op}: T = ${T} too large for one call`);
     needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
     this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
-    const S = ceil(c.ctx, ATT_CHUNK);
+    const S = ceil(attentionSpan(c.ctx, this.pos + T), ATT_CHUNK); // chunks of the cache this step can reach
     const need = 4 * T * nHeads * S * (D + 2);
     if (!this.partials || this.partials.bytes < need) {
       if (this.partials) this.retired.push(this.partials); // a captured graph may still name it
@@ -500,8 +503,15 @@ export class CudaBackend implements Backend {
   replayable(key: object, record: () => void): void {
     this.live();
     if (process.env.BUNSAI_NO_GRAPH === "1" || this.capturing) return record();
+    // The graph holds the attention grid of the span it was captured for (attentionSpan): once the
+    // step ends past it, capture again (at most once per doubling of the sequence).
+    const span = attentionSpan(Infinity, this.pos + this.T);
     const g = this.graphs.get(key);
-    if (g) return this.cu.graphLaunch(g.exec, this.stream);
+    if (g && g.span === span) return this.cu.graphLaunch(g.exec, this.stream);
+    if (g) {
+      this.cu.streamSync(this.stream); // its last replay may still run
+      this.cu.graphExecDestroy(g.exec); this.cu.graphDestroy(g.graph); this.graphs.delete(key);
+    }
     this.capturing = true;
     this.cu.beginCapture(this.stream);
     let graph: bigint;
@@ -515,7 +525,8 @@ export class CudaBackend implements Backend {
     }
     graph = this.cu.endCapture(this.stream);
     const exec = this.cu.instantiate(graph);
-    this.graphs.set(key, { graph, exec });
+    this.graphs.set(key, { graph, exec, span });
+    this.graphCaptures++;
     this.cu.graphLaunch(exec, this.stream);
   }
   private invalidateGraphs(): void {

@@ -23,7 +23,7 @@ import { QMM_BM, QMM_BN } from "../../../metal/qmm_q1_f32.ts";
 import type { MetalLib } from "../../../ffi/metal.ts";
 import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
 import { loadKernels, SIGS } from "./kernels.ts";
-import { checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
+import { attentionSpan, checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
 
 /**
  * Threadgroups of the persistent qmv_q1_f32 grid. CUDA uses #SMs; Metal reports no core count
@@ -335,7 +335,7 @@ export class MetalBackend implements Backend {
     checkStepT(op, T, this.T, this.pos, c);
     needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
     this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
-    const S = ceil(c.ctx, ATT_CHUNK);
+    const S = ceil(attentionSpan(c.ctx, this.pos + T), ATT_CHUNK); // chunks of the cache this step can reach
     const need = 4 * T * nHeads * S * (D + 2);
     if (!this.partials || this.partials.bytes < need) {
       if (this.partials) this.retired.push(this.partials); // encoded work may still name it

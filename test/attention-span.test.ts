@@ -1,0 +1,23 @@
+// How many cache positions an attention launch covers (src/backend/checks.ts attentionSpan): the
+// grid no longer grows with the cache, and a captured decode graph is re-captured only when the
+// sequence doubles past 4096. No GPU needed.
+
+import { describe, expect, test } from "bun:test";
+import { ATT_SPAN_MIN, attentionSpan } from "../src/backend/checks.ts";
+
+describe("attentionSpan", () => {
+  test("covers the step's end, in powers of two from 4096, never more than the cache", () => {
+    expect(ATT_SPAN_MIN).toBe(4096);
+    expect(attentionSpan(32768, 1)).toBe(4096);
+    expect(attentionSpan(32768, 4096)).toBe(4096);
+    expect(attentionSpan(32768, 4097)).toBe(8192);
+    expect(attentionSpan(32768, 20000)).toBe(32768);
+    expect(attentionSpan(832, 17)).toBe(832); // a small cache: all of it, as before
+    expect(attentionSpan(5000, 4097)).toBe(5000);
+    expect(attentionSpan(Infinity, 70000)).toBe(131072); // the graph key: position only
+    for (const [ctx, end] of [[40960, 1], [40960, 12345], [6000, 5999], [131072, 131072]]) {
+      const s = attentionSpan(ctx!, end!);
+      expect([ctx, end, s >= end! && s <= ctx!]).toEqual([ctx, end, true]);
+    }
+  });
+});
