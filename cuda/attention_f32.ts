@@ -3,8 +3,9 @@
 // sits at position pos + t and sees cache positions 0 .. pos + t (len = pos + t + 1).
 // Query head h reads kv head h / G, G = nHeads / nKv. Scores are dot(q, k) * headDim^-0.5.
 //
-// Stage 1, attention_partial_f32: grid (S, nKv, T), block 128 threads (4 warps), S = ceil(ctx / 32)
-// fixed by the cache size (so a captured graph serves every position); blocks wholly past len exit.
+// Stage 1, attention_partial_f32: grid (S, nKv, T), block 128 threads (4 warps), S chunks of 32
+// covering the part of the cache the step can reach (the host's attentionSpan: a power of two from
+// 4096, so a captured graph serves many positions); blocks wholly past len exit.
 // Block (s, kvh, t) covers positions [32 s, min(len, 32 s + 32)) for the G query heads of kv head
 // kvh, so each K/V row is read once for all G heads.
 // - A position is handled by LPP = D/8 lanes, each holding 8 dims (one 16-byte load of 8 halves):
@@ -20,16 +21,27 @@
 //   The block writes [m, l, acc[0..D-1]] per head to part[t][h][s].
 // Stage 2, attention_combine_f32: grid (nHeads, T), block D threads; thread d merges the
 // ceil(len / 32) partials: M = max m_s, out[d] = sum acc_s[d] e^(m_s - M) / sum l_s e^(m_s - M).
+// attention_combine_long_f32, the same merge for long sequences (the host takes it once a step ends
+// past ATT_LONG positions): every thread of the serial merge computes every weight e^(m_s - M) and
+// walks the partials twice, which at context 2k cost ~5 us a layer. Here M is a block reduction over
+// partials spread across the threads; then, WCAP partials at a time, thread j writes the weights of
+// partials j, j + D, .. to shared memory (adding l_s w_s to its share of L), and thread d sums
+// acc_s[d] w_s over s in four interleaved chains. Below ~1,500 positions its barriers cost more
+// than they save (the serial merge is kept there).
 
 import { COMMON, type KernelFile } from "./common.ts";
 
 export const ATT_CHUNK = 32; // 32 beat 64 by 5 % on the 8B decode step at short context (H200), equal at 2k
+/** A step that ends past this many positions merges its partials with attention_combine_long_f32.
+ *  Replayed 8B step, serial / long merge (H200, 2026-11-22): context 1,029: 1,651 / 1,677 us;
+ *  2,053: 2,003 / 1,925; 8,197: 3,921 / 3,515. */
+export const ATT_LONG = 2048;
 /** Largest GQA group (query heads per kv head) the kernel holds in registers. */
 export const ATT_MAX_GROUP = 8;
 
 export const attention_f32: KernelFile = {
   file: "attention_f32",
-  kernels: ["attention_partial_f32", "attention_combine_f32"],
+  kernels: ["attention_partial_f32", "attention_combine_f32", "attention_combine_long_f32"],
   source: COMMON + /* cuda */ `
 #define CHUNK ${ATT_CHUNK}
 #define MAXG ${ATT_MAX_GROUP}
@@ -196,6 +208,43 @@ extern "C" __global__ void attention_combine_f32(const float* __restrict__ part,
     a += p[2 + d] * e;
   }
   out[((size_t)t * nH + h) * D + d] = a / L;
+}
+
+#define WCAP 1024
+extern "C" __global__ void __launch_bounds__(256) attention_combine_long_f32(const float* __restrict__ part, float* __restrict__ out,
+                                                                      const int* __restrict__ step, int nH, int D, int S) {
+  PDL_WAIT(); PDL_LAUNCH();
+  __shared__ float w[WCAP];
+  __shared__ float sh[32];
+  const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
+  const int len = step[STEP_POS] + t + 1;
+  const int ns = (len + CHUNK - 1) / CHUNK;
+  const float* base = part + ((size_t)t * nH + h) * S * (D + 2);
+  float m = NEG_INF;
+  for (int s = d; s < ns; s += D) m = fmaxf(m, base[(size_t)s * (D + 2)]);
+  const float M = block_max(m, sh);
+  float l = 0.f, a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+  for (int s0 = 0; s0 < ns; s0 += WCAP) {
+    const int n = min(WCAP, ns - s0);
+    __syncthreads(); // every thread has read the previous chunk's weights
+    for (int j = d; j < n; j += D) {
+      const float* p = base + (size_t)(s0 + j) * (D + 2);
+      const float e = expf(p[0] - M);
+      w[j] = e;
+      l += p[1] * e;
+    }
+    __syncthreads();
+    const float* p = base + (size_t)s0 * (D + 2) + 2 + d;
+    const size_t st = D + 2;
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+      a0 += p[j * st] * w[j]; a1 += p[(j + 1) * st] * w[j + 1];
+      a2 += p[(j + 2) * st] * w[j + 2]; a3 += p[(j + 3) * st] * w[j + 3];
+    }
+    for (; j < n; j++) a0 += p[j * st] * w[j];
+  }
+  const float L = block_sum(l, sh);
+  out[((size_t)t * nH + h) * D + d] = ((a0 + a1) + (a2 + a3)) / L;
 }
 `,
 };

@@ -46,17 +46,20 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
   return v;
 }
-// Sum over the whole block (blockDim.x a multiple of 32); every thread gets the result.
+// Sum (or max) over the whole block (blockDim.x a multiple of 32); every thread gets the result.
 // sh: 32 floats of shared memory.
-__device__ __forceinline__ float block_sum(float v, float* sh) {
-  v = warp_sum(v);
+template <bool MAX>
+__device__ __forceinline__ float block_reduce(float v, float* sh) {
+  v = MAX ? warp_max(v) : warp_sum(v);
   const int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
   __syncthreads();
   if (l == 0) sh[w] = v;
   __syncthreads();
-  v = l < nw ? sh[l] : 0.f;
-  return warp_sum(v);
+  v = l < nw ? sh[l] : (MAX ? NEG_INF : 0.f);
+  return MAX ? warp_max(v) : warp_sum(v);
 }
+__device__ __forceinline__ float block_sum(float v, float* sh) { return block_reduce<false>(v, sh); }
+__device__ __forceinline__ float block_max(float v, float* sh) { return block_reduce<true>(v, sh); }
 `;
 
 /** One kernel file: its name (shared with metal/), CUDA C source, and the kernels it defines. */

@@ -5,7 +5,7 @@
 // Query head h reads kv head h / G, G = nHeads / nKv. Scores are dot(q, k) * headDim^-0.5.
 //
 // Stage 1, attention_partial_f32: grid (S, nKv, T), threadgroup 128 threads (4 simdgroups),
-// S = ceil(ctx / 32) fixed by the cache size (so one encoded step serves every position);
+// S chunks of 32 covering the part of the cache the step can reach (the host's attentionSpan);
 // threadgroups wholly past len exit. Threadgroup (s, kvh, t) covers positions
 // [32 s, min(len, 32 s + 32)) for the G query heads of kv head kvh, so each K/V row is read once.
 // - A position is handled by LPP = D/8 lanes, each holding 8 dims (one 16-byte load of 8 halves):
@@ -20,18 +20,23 @@
 //   The threadgroup writes [m, l, acc[0..D-1]] per head to part[t][h][s].
 // Stage 2, attention_combine_f32: grid (nHeads, T), threadgroup D threads; thread d merges the
 // ceil(len / 32) partials: M = max m_s, out[d] = sum acc_s[d] e^(m_s - M) / sum l_s e^(m_s - M).
+// attention_combine_long_f32 (the host takes it once a step ends past ATT_LONG positions): the same
+// merge with M by a threadgroup reduction, the weights computed once each into threadgroup memory
+// (WCAP at a time, by thread s % D), and thread d summing acc_s[d] w_s in four interleaved chains.
 // q must be 16-byte aligned (the host checks). exp and rsqrt are precise:: (metal/README.md).
-// Threadgroup memory: 1 KiB scores + 16.3 KiB reduction, inside Apple's 32 KiB.
+// Threadgroup memory: 1 KiB scores + 16.3 KiB reduction (the long merge: 4.1 KiB), inside Apple's 32 KiB.
 
 import { COMMON, type KernelFile } from "./common.ts";
 
 export const ATT_CHUNK = 32; // as CUDA (tuned there on an H200; not yet on a Mac)
+/** A step that ends past this many positions merges with attention_combine_long_f32 (as CUDA). */
+export const ATT_LONG = 2048;
 /** Largest GQA group (query heads per kv head) the kernel holds in registers. */
 export const ATT_MAX_GROUP = 8;
 
 export const attention_f32: KernelFile = {
   file: "attention_f32",
-  kernels: ["attention_partial_f32", "attention_combine_f32"],
+  kernels: ["attention_partial_f32", "attention_combine_f32", "attention_combine_long_f32"],
   source: COMMON + /* metal */ `
 #define CHUNK ${ATT_CHUNK}
 #define MAXG ${ATT_MAX_GROUP}
@@ -206,6 +211,47 @@ kernel void attention_combine_f32(device const float* part [[buffer(0)]], device
     a += p[2 + d] * e;
   }
   out[((ulong)t * nH + h) * D + d] = a / L;
+}
+
+#define WCAP 1024
+kernel void attention_combine_long_f32(device const float* part [[buffer(0)]], device float* out [[buffer(1)]],
+                                       device const int* step [[buffer(2)]], constant int& nH [[buffer(3)]],
+                                       constant int& D [[buffer(4)]], constant int& S [[buffer(5)]],
+                                       uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]],
+                                       uint3 bdim3 [[threads_per_threadgroup]]) {
+  PDL_WAIT(); PDL_LAUNCH();
+  threadgroup float w[WCAP];
+  threadgroup float sh[32];
+  const int h = int(bid.x), t = int(bid.y), d = int(tid3.x);
+  const uint tid = tid3.x, bdim = bdim3.x;
+  const int len = step[STEP_POS] + t + 1;
+  const int ns = (len + CHUNK - 1) / CHUNK;
+  device const float* base = part + ((ulong)t * nH + h) * S * (D + 2);
+  float m = NEG_INF;
+  for (int s = d; s < ns; s += D) m = fmax(m, base[(ulong)s * (D + 2)]);
+  const float M = block_max(m, sh, tid, bdim);
+  float l = 0.f, a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+  for (int s0 = 0; s0 < ns; s0 += WCAP) {
+    const int n = min(WCAP, ns - s0);
+    threadgroup_barrier(mem_flags::mem_threadgroup); // every thread has read the previous chunk's weights
+    for (int j = d; j < n; j += D) {
+      device const float* p = base + (ulong)(s0 + j) * (D + 2);
+      const float e = precise::exp(p[0] - M);
+      w[j] = e;
+      l += p[1] * e;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    device const float* p = base + (ulong)s0 * (D + 2) + 2 + d;
+    const ulong st = ulong(D + 2);
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+      a0 += p[j * st] * w[j]; a1 += p[(j + 1) * st] * w[j + 1];
+      a2 += p[(j + 2) * st] * w[j + 2]; a3 += p[(j + 3) * st] * w[j + 3];
+    }
+    for (; j < n; j++) a0 += p[j * st] * w[j];
+  }
+  const float L = block_sum(l, sh, tid, bdim);
+  out[((ulong)t * nH + h) * D + d] = ((a0 + a1) + (a2 + a3)) / L;
 }
 `,
 };

@@ -49,17 +49,20 @@ inline float warp_max(float v) {
   for (ushort o = 16; o > 0; o >>= 1) v = fmax(v, simd_shuffle_xor(v, o));
   return v;
 }
-// Sum over the whole threadgroup (bdim a multiple of 32); every thread gets the result.
+// Sum (or max) over the whole threadgroup (bdim a multiple of 32); every thread gets the result.
 // sh: 32 floats of threadgroup memory.
-inline float block_sum(float v, threadgroup float* sh, uint tid, uint bdim) {
-  v = warp_sum(v);
+template <bool MAX>
+inline float block_reduce(float v, threadgroup float* sh, uint tid, uint bdim) {
+  v = MAX ? warp_max(v) : warp_sum(v);
   const int w = int(tid >> 5), l = int(tid & 31), nw = int(bdim >> 5);
   threadgroup_barrier(mem_flags::mem_threadgroup);
   if (l == 0) sh[w] = v;
   threadgroup_barrier(mem_flags::mem_threadgroup);
-  v = l < nw ? sh[l] : 0.f;
-  return warp_sum(v);
+  v = l < nw ? sh[l] : (MAX ? NEG_INF : 0.f);
+  return MAX ? warp_max(v) : warp_sum(v);
 }
+inline float block_sum(float v, threadgroup float* sh, uint tid, uint bdim) { return block_reduce<false>(v, sh, tid, bdim); }
+inline float block_max(float v, threadgroup float* sh, uint tid, uint bdim) { return block_reduce<true>(v, sh, tid, bdim); }
 `;
 
 /** One kernel file: its name (shared with cuda/), MSL source, and the kernels it defines. */

@@ -325,9 +325,16 @@ for (const name of GPUS) {
           }
           return { qOut, out };
         };
-        const g = await run(gpu), cp = await run(cpu);
-        expect(maxAbsDiff(g.qOut, cp.qOut)).toBeLessThanOrEqual(2e-5);
-        expect(maxAbsDiff(g.out, cp.out)).toBeLessThanOrEqual(5e-3);
+        const cp = await run(cpu);
+        // every merge of the partials (attention_combine_f32, attention_combine_long_f32, and the
+        // host's choice between them) at every length
+        for (const v of gpu.kernelVariants?.attention ?? ["default"]) {
+          gpu.setKernelVariant?.("attention", v);
+          const g = await run(gpu);
+          expect([v, maxAbsDiff(g.qOut, cp.qOut) <= 2e-5]).toEqual([v, true]);
+          expect([v, maxAbsDiff(g.out, cp.out) <= 5e-3]).toEqual([v, true]);
+        }
+        gpu.setKernelVariant?.("attention", "auto");
       });
     }
 

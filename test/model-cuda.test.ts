@@ -66,28 +66,31 @@ describe("tiny model: CUDA vs CPU", () => {
     expect(compared).toBeGreaterThan(8);
   });
 
-  // The attention grid covers a power-of-two span of the cache from 4096 (attentionSpan), so the
-  // decode graph captured below position 4096 is stale past it: the step that ends at 4097 must be
-  // captured again. Graph replays vs the same steps launched one by one: identical logits.
-  t("decode across position 4096: the graph is captured again and matches launches without it", async () => {
-    const dir = await testModel("cuda-tiny", PRESETS.tiny!, 7);
-    const b = await createBackend("cuda"), gpu = await load(dir, b);
-    const cu = b as unknown as { graphCaptures: number };
-    const ids = Array.from({ length: 4090 }, (_, i) => (i * 7919 + 13) % 151669);
-    const sg = gpu.newSession(4200), sn = gpu.newSession(4200);
-    await gpu.forward(sg, ids); await gpu.forward(sn, ids);
-    const before = cu.graphCaptures;
-    let tok = 785, worst = 0;
-    for (let i = 0; i < 12; i++) { // positions 4090 .. 4101
-      const lg = await gpu.forward(sg, [tok]);
-      process.env.BUNSAI_NO_GRAPH = "1";
-      const ln = await gpu.forward(sn, [tok]);
-      delete process.env.BUNSAI_NO_GRAPH;
-      worst = Math.max(worst, maxAbsDiff(lg, ln));
-      tok = argmax(ln);
-    }
-    expect([cu.graphCaptures - before, worst]).toEqual([2, 0]); // one for positions < 4096, one past it
-  });
+  // A captured decode graph holds the attention grid of a power-of-two span of the cache from 4096
+  // (attentionSpan) and the merge chosen for its length (longMerge: the long one past 2048
+  // positions), so the steps ending at 2049 and at 4097 must be captured again. Graph replays vs the
+  // same steps launched one by one: identical logits.
+  for (const [from, across] of [[2040, 2048], [4090, 4096]] as const) {
+    t(`decode from position ${from} across ${across}: the graph is captured again and matches launches without it`, async () => {
+      const dir = await testModel("cuda-tiny", PRESETS.tiny!, 7);
+      const b = await createBackend("cuda"), gpu = await load(dir, b);
+      const cu = b as unknown as { graphCaptures: number };
+      const ids = Array.from({ length: from }, (_, i) => (i * 7919 + 13) % 151669);
+      const sg = gpu.newSession(4200), sn = gpu.newSession(4200);
+      await gpu.forward(sg, ids); await gpu.forward(sn, ids);
+      const before = cu.graphCaptures;
+      let tok = 785, worst = 0;
+      for (let i = 0; i < 12; i++) {
+        const lg = await gpu.forward(sg, [tok]);
+        process.env.BUNSAI_NO_GRAPH = "1";
+        const ln = await gpu.forward(sn, [tok]);
+        delete process.env.BUNSAI_NO_GRAPH;
+        worst = Math.max(worst, maxAbsDiff(lg, ln));
+        tok = argmax(ln);
+      }
+      expect([cu.graphCaptures - before, worst]).toEqual([2, 0]); // one before the boundary, one past it
+    });
+  }
 
   for (const [name, ref] of Object.entries(REFERENCE_MODELS)) {
     const file = join(import.meta.dir, "fixtures", `${name}.json`);

@@ -46,6 +46,21 @@ export function attentionSpan(ctx: number, end: number): number {
   return Math.min(ctx, s);
 }
 
+/** How an attention launch merges its partials: "serial" (attention_combine_f32), "long"
+ *  (attention_combine_long_f32), or "auto": long once the step ends past `longFrom` positions. */
+export type AttentionVariant = "auto" | "serial" | "long";
+export const ATTENTION_VARIANTS: readonly AttentionVariant[] = ["auto", "serial", "long"];
+/** BUNSAI_ATTENTION, if set, picks the merge for every attention launch (for comparing them). */
+export function attentionVariantFromEnv(): AttentionVariant {
+  const v = process.env.BUNSAI_ATTENTION;
+  if (v === undefined) return "auto";
+  if (!(ATTENTION_VARIANTS as readonly string[]).includes(v)) throw new Error(`BUNSAI_ATTENTION must be one of ${ATTENTION_VARIANTS.join(", ")}, got "${v}"`);
+  return v as AttentionVariant;
+}
+export function longMerge(variant: AttentionVariant, end: number, longFrom: number): boolean {
+  return variant === "long" || (variant === "auto" && end > longFrom);
+}
+
 export function checkStepT(op: string, T: number, stepT: number, pos: number, c: KVCache): void {
   checkInt(op, "T", T);
   if (T !== stepT) throw new Error(`${op}: T = ${T} but setStep gave ${stepT} tokens`);

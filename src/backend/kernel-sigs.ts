@@ -16,6 +16,7 @@ export const KERNEL_SIGS: Readonly<Record<string, string>> = {
   qk_norm_rope_append_f32: "pppppppppiiiff",
   attention_partial_f32: "pppppiiii",
   attention_combine_f32: "pppiii",
+  attention_combine_long_f32: "pppiii",
   argmax_f32: "pip",
   sample_topk_topp_f32: "piifffp",
 };

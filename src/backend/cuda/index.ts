@@ -24,13 +24,13 @@ import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
 import { rmsnorm_f32, RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../cuda/rmsnorm_f32.ts";
 import { elementwise_f32 } from "../../../cuda/elementwise_f32.ts";
 import { qk_norm_rope_append_f32 } from "../../../cuda/qk_norm_rope_append_f32.ts";
-import { attention_f32, ATT_CHUNK, ATT_MAX_GROUP } from "../../../cuda/attention_f32.ts";
+import { attention_f32, ATT_CHUNK, ATT_LONG, ATT_MAX_GROUP } from "../../../cuda/attention_f32.ts";
 import { sample_f32 } from "../../../cuda/sample_f32.ts";
 import { cubinFor, type CompileStats } from "./compile.ts";
 import { CUDA_ONLY, KERNEL_SIGS } from "../kernel-sigs.ts";
 import { Kernel, type Sig } from "./kernel.ts";
 import { cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
-import { attentionSpan, checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
+import { ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, checkElementwise, longMerge, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
 
 export { cudaUnavailableReason };
 
@@ -88,8 +88,9 @@ export class CudaBackend implements Backend {
   /** Matvec variants, the default first: on sm_90+ "bmma" (binary tensor cores against x quantized
    *  to 16 bits per 128-group; the norms and SwiGLU before it quantize as they write), else "fast"
    *  (nibble table, exact f32 x); "legacy" (one row per warp). BUNSAI_QMV_KERNEL picks one. */
-  readonly kernelVariants: { matvec: readonly MatvecVariant[] };
+  readonly kernelVariants: { matvec: readonly MatvecVariant[]; attention: readonly AttentionVariant[] };
   private matvecVariant: MatvecVariant;
+  private attentionVariant = attentionVariantFromEnv(); // the partials' merge (checks.ts longMerge)
   private readonly ctx: bigint;
   private readonly modules: bigint[] = [];
   private readonly k: Record<string, Kernel> = {};
@@ -123,7 +124,7 @@ export class CudaBackend implements Backend {
   private readonly ropeTables = new WeakMap<RopeSpec, Alloc>();
   private readonly scratch: Alloc; // 16 bytes: argmax key (u64) and sampled token (u32)
   private readonly tokenHost = new Uint32Array(2);
-  private readonly graphs = new Map<object, { graph: bigint; exec: bigint; span: number }>();
+  private readonly graphs = new Map<object, { graph: bigint; exec: bigint; span: string }>();
   /** Decode graphs captured so far (a re-capture when the attention span grows counts again). */
   graphCaptures = 0;
   private capturing = false;
@@ -153,7 +154,7 @@ export class CudaBackend implements Backend {
       if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, this.fastSmem);
       if (kf === qmv_q1_bmma && this.bmmaPlan.bmma) this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, this.bmmaPlan.maxDynamic);
     }
-    this.kernelVariants = { matvec: this.bmmaPlan.bmma ? ["bmma", "fast", "legacy"] : ["fast", "legacy"] };
+    this.kernelVariants = { matvec: this.bmmaPlan.bmma ? ["bmma", "fast", "legacy"] : ["fast", "legacy"], attention: ATTENTION_VARIANTS };
     const env = process.env.BUNSAI_QMV_KERNEL;
     if (env !== undefined && !this.kernelVariants.matvec.includes(env as MatvecVariant)) {
       throw new Error(`BUNSAI_QMV_KERNEL must be one of ${this.kernelVariants.matvec.join(", ")} on ${rt.dev.arch}, got "${env}"`);
@@ -451,7 +452,8 @@ export class CudaBackend implements Backend {
     if (nHeads / shape.nKvHeads > ATT_MAX_GROUP) throw new Error(`${op}: ${nHeads / shape.nKvHeads} query heads per kv head; the kernel holds at most ${ATT_MAX_GROUP}`);
     if (qb.ptr % 16n !== 0n) throw new Error(`${op}: q must be 16-byte aligned`);
     this.k.attention_partial_f32!.launch([S, shape.nKvHeads, T], [128, 1, 1], 0, this.stream, qb.ptr, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S);
-    this.k.attention_combine_f32!.launch([nHeads, T, 1], [D, 1, 1], 0, this.stream, this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, D, S);
+    const merge = longMerge(this.attentionVariant, this.pos + T, ATT_LONG) ? this.k.attention_combine_long_f32! : this.k.attention_combine_f32!;
+    merge.launch([nHeads, T, 1], [D, 1, 1], 0, this.stream, this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, D, S);
   }
 
   private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {
@@ -503,9 +505,10 @@ export class CudaBackend implements Backend {
   replayable(key: object, record: () => void): void {
     this.live();
     if (process.env.BUNSAI_NO_GRAPH === "1" || this.capturing) return record();
-    // The graph holds the attention grid of the span it was captured for (attentionSpan): once the
-    // step ends past it, capture again (at most once per doubling of the sequence).
-    const span = attentionSpan(Infinity, this.pos + this.T);
+    // The graph holds the attention grid of the span it was captured for (attentionSpan) and the
+    // merge it chose (longMerge): once the step ends past either, capture again (at most once per
+    // doubling of the sequence, and once at ATT_LONG).
+    const end = this.pos + this.T, span = `${attentionSpan(Infinity, end)}:${longMerge(this.attentionVariant, end, ATT_LONG)}`;
     const g = this.graphs.get(key);
     if (g && g.span === span) return this.cu.graphLaunch(g.exec, this.stream);
     if (g) {
@@ -535,11 +538,12 @@ export class CudaBackend implements Backend {
   }
 
   setKernelVariant(op: string, variant: string): void {
-    if (op !== "matvec" || !this.kernelVariants.matvec.includes(variant as MatvecVariant)) {
-      throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=${this.kernelVariants.matvec.join("|")}`);
+    const known = this.kernelVariants[op as keyof typeof this.kernelVariants] as readonly string[] | undefined;
+    if (!known || !known.includes(variant)) {
+      throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=${this.kernelVariants.matvec.join("|")}, attention=${ATTENTION_VARIANTS.join("|")}`);
     }
-    if (variant !== this.matvecVariant) this.invalidateGraphs();
-    this.matvecVariant = variant as MatvecVariant;
+    if (op === "matvec" && variant !== this.matvecVariant) { this.invalidateGraphs(); this.matvecVariant = variant as MatvecVariant; }
+    if (op === "attention" && variant !== this.attentionVariant) { this.invalidateGraphs(); this.attentionVariant = variant as AttentionVariant; }
   }
 
   /** Waits for all enqueued work. */

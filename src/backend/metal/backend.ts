@@ -17,13 +17,13 @@ import { checkCopy2d, needLen, type AttnShape, type Backend, type Buf, type KVCa
 import { sampleHost, type SamplingParams } from "../gpu-sample.ts";
 import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
 import { qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../metal/qmv_q1_f32.ts";
-import { ATT_CHUNK, ATT_MAX_GROUP } from "../../../metal/attention_f32.ts";
+import { ATT_CHUNK, ATT_LONG, ATT_MAX_GROUP } from "../../../metal/attention_f32.ts";
 import { RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../metal/rmsnorm_f32.ts";
 import { QMM_BM, QMM_BN } from "../../../metal/qmm_q1_f32.ts";
 import type { MetalLib } from "../../../ffi/metal.ts";
 import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
 import { loadKernels, SIGS } from "./kernels.ts";
-import { attentionSpan, checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
+import { ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, checkElementwise, longMerge, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
 
 /**
  * Threadgroups of the persistent qmv_q1_f32 grid. CUDA uses #SMs; Metal reports no core count
@@ -62,10 +62,11 @@ export class MetalBackend implements Backend {
   readonly name = "metal" as const;
   readonly device: string;
   readonly dev: MetalDevice;
-  readonly kernelVariants = { matvec: ["fast", "legacy"] } as const;
+  readonly kernelVariants = { matvec: ["fast", "legacy"], attention: ATTENTION_VARIANTS } as const;
   /** GPU milliseconds of the command buffers waited on by the last read / sampleToken. */
   lastGpuMs = 0;
   private matvecVariant: "fast" | "legacy";
+  private attentionVariant = attentionVariantFromEnv(); // the partials' merge (checks.ts longMerge)
   private cmd: ReturnType<MetalDevice["newCommands"]> | null = null;
   private readonly inflight: ReturnType<MetalDevice["newCommands"]>[] = [];
   // step state: host copy (for validation) and the device buffers kernels read
@@ -345,7 +346,8 @@ export class MetalBackend implements Backend {
     if (qb.offset % 16 !== 0) throw new Error(`${op}: q must be 16-byte aligned`);
     const part: Arg = { buf: this.partials, offset: 0, bytes: need }, step = this.stepArg(op);
     this.launch("attention_partial_f32", [S, shape.nKvHeads, T], [128, 1, 1], [this.region(qb, T * nHeads * D), c.k(layer), c.v(layer), part, step, i32(nHeads), i32(shape.nKvHeads), i32(D), i32(S)]);
-    this.launch("attention_combine_f32", [nHeads, T, 1], [D, 1, 1], [part, this.region(o, T * nHeads * D), step, i32(nHeads), i32(D), i32(S)]);
+    const merge = longMerge(this.attentionVariant, this.pos + T, ATT_LONG) ? "attention_combine_long_f32" : "attention_combine_f32";
+    this.launch(merge, [nHeads, T, 1], [D, 1, 1], [part, this.region(o, T * nHeads * D), step, i32(nHeads), i32(D), i32(S)]);
   }
 
   private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {
@@ -398,8 +400,9 @@ export class MetalBackend implements Backend {
   }
 
   setKernelVariant(op: string, variant: string): void {
-    if (op !== "matvec" || (variant !== "fast" && variant !== "legacy")) throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=fast|legacy`);
-    this.matvecVariant = variant;
+    if (op === "matvec" && (variant === "fast" || variant === "legacy")) this.matvecVariant = variant;
+    else if (op === "attention" && (ATTENTION_VARIANTS as readonly string[]).includes(variant)) this.attentionVariant = variant as AttentionVariant;
+    else throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=fast|legacy, attention=${ATTENTION_VARIANTS.join("|")}`);
   }
 
   dispose(): void {
