@@ -211,8 +211,8 @@ extern "C" __global__ void attention_combine_f32(const float* __restrict__ part,
 }
 
 #define WCAP 1024
-extern "C" __global__ void __launch_bounds__(256) attention_combine_long_f32(const float* __restrict__ part, float* __restrict__ out,
-                                                                      const int* __restrict__ step, int nH, int D, int S) {
+extern "C" __global__ void __launch_bounds__(256) attention_combine_long_f32(
+    const float* __restrict__ part, float* __restrict__ out, const int* __restrict__ step, int nH, int D, int S) {
   PDL_WAIT(); PDL_LAUNCH();
   __shared__ float w[WCAP];
   __shared__ float sh[32];

@@ -30,7 +30,10 @@ import { cubinFor, type CompileStats } from "./compile.ts";
 import { CUDA_ONLY, KERNEL_SIGS } from "../kernel-sigs.ts";
 import { Kernel, type Sig } from "./kernel.ts";
 import { cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
-import { ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, checkElementwise, longMerge, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
+import {
+  ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge,
+  checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
+} from "../checks.ts";
 
 export { cudaUnavailableReason };
 

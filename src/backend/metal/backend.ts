@@ -23,7 +23,10 @@ import { QMM_BM, QMM_BN } from "../../../metal/qmm_q1_f32.ts";
 import type { MetalLib } from "../../../ffi/metal.ts";
 import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
 import { loadKernels, SIGS } from "./kernels.ts";
-import { ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, checkElementwise, longMerge, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT } from "../checks.ts";
+import {
+  ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge,
+  checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
+} from "../checks.ts";
 
 /**
  * Threadgroups of the persistent qmv_q1_f32 grid. CUDA uses #SMs; Metal reports no core count
