@@ -25,17 +25,20 @@
 // past ATT_LONG positions): every thread of the serial merge computes every weight e^(m_s - M) and
 // walks the partials twice, which at context 2k cost ~5 us a layer. Here M is a block reduction over
 // partials spread across the threads; then, WCAP partials at a time, thread j writes the weights of
-// partials j, j + D, .. to shared memory (adding l_s w_s to its share of L), and thread d sums
-// acc_s[d] w_s over s in four interleaved chains. Below ~1,500 positions its barriers cost more
-// than they save (the serial merge is kept there).
+// partials j, j + 4D, .. to shared memory (adding l_s w_s to its share of L); the block has 4D
+// threads, 4 per dim, and thread (d, q) sums acc_s[d] w_s over s = q, q + 4, .. (so 4x the loads
+// in flight of one thread per dim); the four sums meet in shared memory in a fixed order. Below
+// ~1,000 positions its barriers cost more than they save (the serial merge is kept there).
 
 import { COMMON, type KernelFile } from "./common.ts";
 
 export const ATT_CHUNK = 32; // 32 beat 64 by 5 % on the 8B decode step at short context (H200), equal at 2k
 /** A step that ends past this many positions merges its partials with attention_combine_long_f32.
- *  Replayed 8B step, serial / long merge (H200, 2026-11-22): context 1,029: 1,651 / 1,677 us;
- *  2,053: 2,003 / 1,925; 8,197: 3,921 / 3,515. */
-export const ATT_LONG = 2048;
+ *  Replayed 8B step, serial / long merge, us per token (H200, 2026-11-22): context 517: 1,528 /
+ *  1,542-1,550; 1,029: 1,626-1,632 / 1,567-1,621; 2,053: 1,983 / 1,752; 16,389: 6,145 / 3,900. */
+export const ATT_LONG = 1024;
+/** attention_combine_long_f32 runs ATT_LONG_QS * headDim threads, ATT_LONG_QS per dim. */
+export const ATT_LONG_QS = 4;
 /** Largest GQA group (query heads per kv head) the kernel holds in registers. */
 export const ATT_MAX_GROUP = 8;
 
@@ -211,40 +214,43 @@ extern "C" __global__ void attention_combine_f32(const float* __restrict__ part,
 }
 
 #define WCAP 1024
-extern "C" __global__ void __launch_bounds__(256) attention_combine_long_f32(
+#define QS ${ATT_LONG_QS}
+extern "C" __global__ void __launch_bounds__(1024) attention_combine_long_f32(
     const float* __restrict__ part, float* __restrict__ out, const int* __restrict__ step, int nH, int D, int S) {
   PDL_WAIT(); PDL_LAUNCH();
   __shared__ float w[WCAP];
   __shared__ float sh[32];
-  const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
+  __shared__ float red[QS - 1][256];
+  const int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, nt = blockDim.x, d = tid % D, q = tid / D;
   const int len = step[STEP_POS] + t + 1;
   const int ns = (len + CHUNK - 1) / CHUNK;
-  const float* base = part + ((size_t)t * nH + h) * S * (D + 2);
+  const size_t st = D + 2;
+  const float* base = part + ((size_t)t * nH + h) * S * st;
   float m = NEG_INF;
-  for (int s = d; s < ns; s += D) m = fmaxf(m, base[(size_t)s * (D + 2)]);
+  for (int s = tid; s < ns; s += nt) m = fmaxf(m, base[s * st]);
   const float M = block_max(m, sh);
-  float l = 0.f, a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+  float l = 0.f, a0 = 0.f, a1 = 0.f;
   for (int s0 = 0; s0 < ns; s0 += WCAP) {
     const int n = min(WCAP, ns - s0);
     __syncthreads(); // every thread has read the previous chunk's weights
-    for (int j = d; j < n; j += D) {
-      const float* p = base + (size_t)(s0 + j) * (D + 2);
+    for (int j = tid; j < n; j += nt) {
+      const float* p = base + (s0 + j) * st;
       const float e = expf(p[0] - M);
       w[j] = e;
       l += p[1] * e;
     }
     __syncthreads();
-    const float* p = base + (size_t)s0 * (D + 2) + 2 + d;
-    const size_t st = D + 2;
-    int j = 0;
-    for (; j + 4 <= n; j += 4) {
-      a0 += p[j * st] * w[j]; a1 += p[(j + 1) * st] * w[j + 1];
-      a2 += p[(j + 2) * st] * w[j + 2]; a3 += p[(j + 3) * st] * w[j + 3];
-    }
-    for (; j < n; j++) a0 += p[j * st] * w[j];
+    // thread (d, q) takes partials q, q + QS, ... of the chunk, in two chains
+    const float* p = base + (s0 + q) * st + 2 + d;
+    int j = q;
+    for (; j + QS < n; j += 2 * QS, p += 2 * QS * st) { a0 += p[0] * w[j]; a1 += p[QS * st] * w[j + QS]; }
+    if (j < n) a0 += p[0] * w[j];
   }
   const float L = block_sum(l, sh);
-  out[((size_t)t * nH + h) * D + d] = ((a0 + a1) + (a2 + a3)) / L;
+  const float a = a0 + a1;
+  if (q > 0) red[q - 1][d] = a;
+  __syncthreads();
+  if (q == 0) out[((size_t)t * nH + h) * D + d] = (((a + red[0][d]) + red[1][d]) + red[2][d]) / L;
 }
 `,
 };

@@ -22,15 +22,18 @@
 // ceil(len / 32) partials: M = max m_s, out[d] = sum acc_s[d] e^(m_s - M) / sum l_s e^(m_s - M).
 // attention_combine_long_f32 (the host takes it once a step ends past ATT_LONG positions): the same
 // merge with M by a threadgroup reduction, the weights computed once each into threadgroup memory
-// (WCAP at a time, by thread s % D), and thread d summing acc_s[d] w_s in four interleaved chains.
+// (WCAP at a time, by thread s % 4D), and 4D threads, thread (d, q) summing acc_s[d] w_s over
+// s = q, q + 4, .. in two chains, the four sums meeting in threadgroup memory in a fixed order.
 // q must be 16-byte aligned (the host checks). exp and rsqrt are precise:: (metal/README.md).
-// Threadgroup memory: 1 KiB scores + 16.3 KiB reduction (the long merge: 4.1 KiB), inside Apple's 32 KiB.
+// Threadgroup memory: 1 KiB scores + 16.3 KiB reduction (the long merge: 7.1 KiB), inside Apple's 32 KiB.
 
 import { COMMON, type KernelFile } from "./common.ts";
 
 export const ATT_CHUNK = 32; // as CUDA (tuned there on an H200; not yet on a Mac)
 /** A step that ends past this many positions merges with attention_combine_long_f32 (as CUDA). */
-export const ATT_LONG = 2048;
+export const ATT_LONG = 1024;
+/** attention_combine_long_f32 runs ATT_LONG_QS * headDim threads, ATT_LONG_QS per dim (as CUDA). */
+export const ATT_LONG_QS = 4;
 /** Largest GQA group (query heads per kv head) the kernel holds in registers. */
 export const ATT_MAX_GROUP = 8;
 
@@ -214,6 +217,7 @@ kernel void attention_combine_f32(device const float* part [[buffer(0)]], device
 }
 
 #define WCAP 1024
+#define QS ${ATT_LONG_QS}
 kernel void attention_combine_long_f32(device const float* part [[buffer(0)]], device float* out [[buffer(1)]],
                                        device const int* step [[buffer(2)]], constant int& nH [[buffer(3)]],
                                        constant int& D [[buffer(4)]], constant int& S [[buffer(5)]],
@@ -222,36 +226,37 @@ kernel void attention_combine_long_f32(device const float* part [[buffer(0)]], d
   PDL_WAIT(); PDL_LAUNCH();
   threadgroup float w[WCAP];
   threadgroup float sh[32];
-  const int h = int(bid.x), t = int(bid.y), d = int(tid3.x);
-  const uint tid = tid3.x, bdim = bdim3.x;
+  threadgroup float red[QS - 1][256];
+  const int h = int(bid.x), t = int(bid.y), tid = int(tid3.x), nt = int(bdim3.x), d = tid % D, q = tid / D;
   const int len = step[STEP_POS] + t + 1;
   const int ns = (len + CHUNK - 1) / CHUNK;
-  device const float* base = part + ((ulong)t * nH + h) * S * (D + 2);
+  const ulong st = ulong(D + 2);
+  device const float* base = part + ((ulong)t * nH + h) * S * st;
   float m = NEG_INF;
-  for (int s = d; s < ns; s += D) m = fmax(m, base[(ulong)s * (D + 2)]);
-  const float M = block_max(m, sh, tid, bdim);
-  float l = 0.f, a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+  for (int s = tid; s < ns; s += nt) m = fmax(m, base[s * st]);
+  const float M = block_max(m, sh, tid3.x, bdim3.x);
+  float l = 0.f, a0 = 0.f, a1 = 0.f;
   for (int s0 = 0; s0 < ns; s0 += WCAP) {
     const int n = min(WCAP, ns - s0);
     threadgroup_barrier(mem_flags::mem_threadgroup); // every thread has read the previous chunk's weights
-    for (int j = d; j < n; j += D) {
-      device const float* p = base + (ulong)(s0 + j) * (D + 2);
+    for (int j = tid; j < n; j += nt) {
+      device const float* p = base + (s0 + j) * st;
       const float e = precise::exp(p[0] - M);
       w[j] = e;
       l += p[1] * e;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    device const float* p = base + (ulong)s0 * (D + 2) + 2 + d;
-    const ulong st = ulong(D + 2);
-    int j = 0;
-    for (; j + 4 <= n; j += 4) {
-      a0 += p[j * st] * w[j]; a1 += p[(j + 1) * st] * w[j + 1];
-      a2 += p[(j + 2) * st] * w[j + 2]; a3 += p[(j + 3) * st] * w[j + 3];
-    }
-    for (; j < n; j++) a0 += p[j * st] * w[j];
+    // thread (d, q) takes partials q, q + QS, ... of the chunk, in two chains
+    device const float* p = base + (s0 + q) * st + 2 + d;
+    int j = q;
+    for (; j + QS < n; j += 2 * QS, p += 2 * QS * st) { a0 += p[0] * w[j]; a1 += p[QS * st] * w[j + QS]; }
+    if (j < n) a0 += p[0] * w[j];
   }
-  const float L = block_sum(l, sh, tid, bdim);
-  out[((ulong)t * nH + h) * D + d] = ((a0 + a1) + (a2 + a3)) / L;
+  const float L = block_sum(l, sh, tid3.x, bdim3.x);
+  const float a = a0 + a1;
+  if (q > 0) red[q - 1][d] = a;
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  if (q == 0) out[((ulong)t * nH + h) * D + d] = (((a + red[0][d]) + red[1][d]) + red[2][d]) / L;
 }
 `,
 };

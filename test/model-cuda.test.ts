@@ -67,10 +67,10 @@ describe("tiny model: CUDA vs CPU", () => {
   });
 
   // A captured decode graph holds the attention grid of a power-of-two span of the cache from 4096
-  // (attentionSpan) and the merge chosen for its length (longMerge: the long one past 2048
-  // positions), so the steps ending at 2049 and at 4097 must be captured again. Graph replays vs the
+  // (attentionSpan) and the merge chosen for its length (longMerge: the long one past 1024
+  // positions), so the steps ending at 1025 and at 4097 must be captured again. Graph replays vs the
   // same steps launched one by one: identical logits.
-  for (const [from, across] of [[2040, 2048], [4090, 4096]] as const) {
+  for (const [from, across] of [[1018, 1024], [4090, 4096]] as const) {
     t(`decode from position ${from} across ${across}: the graph is captured again and matches launches without it`, async () => {
       const dir = await testModel("cuda-tiny", PRESETS.tiny!, 7);
       const b = await createBackend("cuda"), gpu = await load(dir, b);

@@ -24,7 +24,7 @@ import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
 import { rmsnorm_f32, RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../cuda/rmsnorm_f32.ts";
 import { elementwise_f32 } from "../../../cuda/elementwise_f32.ts";
 import { qk_norm_rope_append_f32 } from "../../../cuda/qk_norm_rope_append_f32.ts";
-import { attention_f32, ATT_CHUNK, ATT_LONG, ATT_MAX_GROUP } from "../../../cuda/attention_f32.ts";
+import { attention_f32, ATT_CHUNK, ATT_LONG, ATT_LONG_QS, ATT_MAX_GROUP } from "../../../cuda/attention_f32.ts";
 import { sample_f32 } from "../../../cuda/sample_f32.ts";
 import { cubinFor, type CompileStats } from "./compile.ts";
 import { CUDA_ONLY, KERNEL_SIGS } from "../kernel-sigs.ts";
@@ -455,8 +455,9 @@ export class CudaBackend implements Backend {
     if (nHeads / shape.nKvHeads > ATT_MAX_GROUP) throw new Error(`${op}: ${nHeads / shape.nKvHeads} query heads per kv head; the kernel holds at most ${ATT_MAX_GROUP}`);
     if (qb.ptr % 16n !== 0n) throw new Error(`${op}: q must be 16-byte aligned`);
     this.k.attention_partial_f32!.launch([S, shape.nKvHeads, T], [128, 1, 1], 0, this.stream, qb.ptr, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S);
-    const merge = longMerge(this.attentionVariant, this.pos + T, ATT_LONG) ? this.k.attention_combine_long_f32! : this.k.attention_combine_f32!;
-    merge.launch([nHeads, T, 1], [D, 1, 1], 0, this.stream, this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, D, S);
+    const long = longMerge(this.attentionVariant, this.pos + T, ATT_LONG);
+    (long ? this.k.attention_combine_long_f32! : this.k.attention_combine_f32!).launch([nHeads, T, 1], [long ? ATT_LONG_QS * D : D, 1, 1], 0, this.stream,
+      this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, D, S);
   }
 
   private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {

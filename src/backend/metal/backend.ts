@@ -17,7 +17,7 @@ import { checkCopy2d, needLen, type AttnShape, type Backend, type Buf, type KVCa
 import { sampleHost, type SamplingParams } from "../gpu-sample.ts";
 import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
 import { qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../metal/qmv_q1_f32.ts";
-import { ATT_CHUNK, ATT_LONG, ATT_MAX_GROUP } from "../../../metal/attention_f32.ts";
+import { ATT_CHUNK, ATT_LONG, ATT_LONG_QS, ATT_MAX_GROUP } from "../../../metal/attention_f32.ts";
 import { RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../metal/rmsnorm_f32.ts";
 import { QMM_BM, QMM_BN } from "../../../metal/qmm_q1_f32.ts";
 import type { MetalLib } from "../../../ffi/metal.ts";
@@ -349,8 +349,10 @@ export class MetalBackend implements Backend {
     if (qb.offset % 16 !== 0) throw new Error(`${op}: q must be 16-byte aligned`);
     const part: Arg = { buf: this.partials, offset: 0, bytes: need }, step = this.stepArg(op);
     this.launch("attention_partial_f32", [S, shape.nKvHeads, T], [128, 1, 1], [this.region(qb, T * nHeads * D), c.k(layer), c.v(layer), part, step, i32(nHeads), i32(shape.nKvHeads), i32(D), i32(S)]);
-    const merge = longMerge(this.attentionVariant, this.pos + T, ATT_LONG) ? "attention_combine_long_f32" : "attention_combine_f32";
-    this.launch(merge, [nHeads, T, 1], [D, 1, 1], [part, this.region(o, T * nHeads * D), step, i32(nHeads), i32(D), i32(S)]);
+    // the long merge wants ATT_LONG_QS * D threads per threadgroup: where the pipeline allows fewer, the serial one
+    const long = longMerge(this.attentionVariant, this.pos + T, ATT_LONG) && this.dev.pipeline("attention_combine_long_f32").maxThreads >= ATT_LONG_QS * D;
+    this.launch(long ? "attention_combine_long_f32" : "attention_combine_f32", [nHeads, T, 1], [long ? ATT_LONG_QS * D : D, 1, 1],
+      [part, this.region(o, T * nHeads * D), step, i32(nHeads), i32(D), i32(S)]);
   }
 
   private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {
