@@ -25,10 +25,10 @@
 // past ATT_LONG positions): every thread of the serial merge computes every weight e^(m_s - M) and
 // walks the partials twice, which at context 2k cost ~5 us a layer. Here M is a block reduction over
 // partials spread across the threads; then, WCAP partials at a time, thread j writes the weights of
-// partials j, j + 4D, .. to shared memory (adding l_s w_s to its share of L); the block has 4D
-// threads, 4 per dim, and thread (d, q) sums acc_s[d] w_s over s = q, q + 4, .. (so 4x the loads
-// in flight of one thread per dim); the four sums meet in shared memory in a fixed order. Below
-// ~1,000 positions its barriers cost more than they save (the serial merge is kept there).
+// partials j, j + QD, .. to shared memory (adding l_s w_s to its share of L); the block has QD
+// threads, Q = min(8, 1024 / D) per dim, and thread (d, q) sums acc_s[d] w_s over s = q, q + Q, ..
+// (Q times the loads in flight of one thread per dim); the Q sums meet in shared memory in a fixed
+// order. Below ~1,000 positions its barriers cost more than they save (serial merge there).
 
 import { COMMON, type KernelFile } from "./common.ts";
 
@@ -37,8 +37,9 @@ export const ATT_CHUNK = 32; // 32 beat 64 by 5 % on the 8B decode step at short
  *  Replayed 8B step, serial / long merge, us per token (H200, 2026-11-22): context 517: 1,528 /
  *  1,542-1,550; 1,029: 1,626-1,632 / 1,567-1,621; 2,053: 1,983 / 1,752; 16,389: 6,145 / 3,900. */
 export const ATT_LONG = 1024;
-/** attention_combine_long_f32 runs ATT_LONG_QS * headDim threads, ATT_LONG_QS per dim. */
-export const ATT_LONG_QS = 4;
+/** attention_combine_long_f32 runs up to ATT_LONG_QS threads per dim (at most 1024 in all):
+ *  8 beat 4 by 2-9 % per token at 2k-16k context (H200). */
+export const ATT_LONG_QS = 8;
 /** Largest GQA group (query heads per kv head) the kernel holds in registers. */
 export const ATT_MAX_GROUP = 8;
 
@@ -215,14 +216,12 @@ extern "C" __global__ void attention_combine_f32(const float* __restrict__ part,
 
 #define WCAP 1024
 #define QS ${ATT_LONG_QS}
-extern "C" __global__ void __launch_bounds__(1024) attention_combine_long_f32(
-    const float* __restrict__ part, float* __restrict__ out, const int* __restrict__ step, int nH, int D, int S) {
-  PDL_WAIT(); PDL_LAUNCH();
-  __shared__ float w[WCAP];
-  __shared__ float sh[32];
-  __shared__ float red[QS - 1][256];
-  const int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x, nt = blockDim.x, d = tid % D, q = tid / D;
-  const int len = step[STEP_POS] + t + 1;
+// Q threads per dim, a template parameter so the summing loop's strides are constants (the
+// runtime-Q version was 5-9 % slower per token at 16k context).
+template <int Q>
+__device__ __forceinline__ void combine_long(const float* __restrict__ part, float* __restrict__ out, int len, int h, int t,
+                                             int nH, int D, int S, float* w, float* sh, float (*red)[256]) {
+  const int tid = threadIdx.x, nt = blockDim.x, d = tid % D, q = tid / D;
   const int ns = (len + CHUNK - 1) / CHUNK;
   const size_t st = D + 2;
   const float* base = part + ((size_t)t * nH + h) * S * st;
@@ -240,17 +239,34 @@ extern "C" __global__ void __launch_bounds__(1024) attention_combine_long_f32(
       l += p[1] * e;
     }
     __syncthreads();
-    // thread (d, q) takes partials q, q + QS, ... of the chunk, in two chains
+    // thread (d, q) takes partials q, q + Q, ... of the chunk, in two chains
     const float* p = base + (s0 + q) * st + 2 + d;
     int j = q;
-    for (; j + QS < n; j += 2 * QS, p += 2 * QS * st) { a0 += p[0] * w[j]; a1 += p[QS * st] * w[j + QS]; }
+    for (; j + Q < n; j += 2 * Q, p += 2 * Q * st) { a0 += p[0] * w[j]; a1 += p[Q * st] * w[j + Q]; }
     if (j < n) a0 += p[0] * w[j];
   }
   const float L = block_sum(l, sh);
   const float a = a0 + a1;
   if (q > 0) red[q - 1][d] = a;
   __syncthreads();
-  if (q == 0) out[((size_t)t * nH + h) * D + d] = (((a + red[0][d]) + red[1][d]) + red[2][d]) / L;
+  if (q == 0) {
+    float v = a;
+    #pragma unroll
+    for (int r = 0; r < Q - 1; r++) v += red[r][d];
+    out[((size_t)t * nH + h) * D + d] = v / L;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(1024) attention_combine_long_f32(
+    const float* __restrict__ part, float* __restrict__ out, const int* __restrict__ step, int nH, int D, int S) {
+  PDL_WAIT(); PDL_LAUNCH();
+  __shared__ float w[WCAP];
+  __shared__ float sh[32];
+  __shared__ float red[QS - 1][256];
+  const int len = step[STEP_POS] + blockIdx.y + 1, Q = blockDim.x / D; // the host launches Q = 8, 4 or 2
+  if (Q == 8) combine_long<8>(part, out, len, blockIdx.x, blockIdx.y, nH, D, S, w, sh, red);
+  else if (Q == 4) combine_long<4>(part, out, len, blockIdx.x, blockIdx.y, nH, D, S, w, sh, red);
+  else combine_long<2>(part, out, len, blockIdx.x, blockIdx.y, nH, D, S, w, sh, red);
 }
 `,
 };

@@ -22,18 +22,19 @@
 // ceil(len / 32) partials: M = max m_s, out[d] = sum acc_s[d] e^(m_s - M) / sum l_s e^(m_s - M).
 // attention_combine_long_f32 (the host takes it once a step ends past ATT_LONG positions): the same
 // merge with M by a threadgroup reduction, the weights computed once each into threadgroup memory
-// (WCAP at a time, by thread s % 4D), and 4D threads, thread (d, q) summing acc_s[d] w_s over
-// s = q, q + 4, .. in two chains, the four sums meeting in threadgroup memory in a fixed order.
+// (WCAP at a time, by thread s % QD), and QD threads, Q = min(8, 1024 / D) per dim, thread (d, q)
+// summing acc_s[d] w_s over s = q, q + Q, .. in two chains, the Q sums meeting in threadgroup memory
+// in a fixed order.
 // q must be 16-byte aligned (the host checks). exp and rsqrt are precise:: (metal/README.md).
-// Threadgroup memory: 1 KiB scores + 16.3 KiB reduction (the long merge: 7.1 KiB), inside Apple's 32 KiB.
+// Threadgroup memory: 1 KiB scores + 16.3 KiB reduction (the long merge: 11.1 KiB), inside Apple's 32 KiB.
 
 import { COMMON, type KernelFile } from "./common.ts";
 
 export const ATT_CHUNK = 32; // as CUDA (tuned there on an H200; not yet on a Mac)
 /** A step that ends past this many positions merges with attention_combine_long_f32 (as CUDA). */
 export const ATT_LONG = 1024;
-/** attention_combine_long_f32 runs ATT_LONG_QS * headDim threads, ATT_LONG_QS per dim (as CUDA). */
-export const ATT_LONG_QS = 4;
+/** attention_combine_long_f32 runs up to ATT_LONG_QS threads per dim, at most 1024 (as CUDA). */
+export const ATT_LONG_QS = 8;
 /** Largest GQA group (query heads per kv head) the kernel holds in registers. */
 export const ATT_MAX_GROUP = 8;
 
@@ -218,23 +219,17 @@ kernel void attention_combine_f32(device const float* part [[buffer(0)]], device
 
 #define WCAP 1024
 #define QS ${ATT_LONG_QS}
-kernel void attention_combine_long_f32(device const float* part [[buffer(0)]], device float* out [[buffer(1)]],
-                                       device const int* step [[buffer(2)]], constant int& nH [[buffer(3)]],
-                                       constant int& D [[buffer(4)]], constant int& S [[buffer(5)]],
-                                       uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]],
-                                       uint3 bdim3 [[threads_per_threadgroup]]) {
-  PDL_WAIT(); PDL_LAUNCH();
-  threadgroup float w[WCAP];
-  threadgroup float sh[32];
-  threadgroup float red[QS - 1][256];
-  const int h = int(bid.x), t = int(bid.y), tid = int(tid3.x), nt = int(bdim3.x), d = tid % D, q = tid / D;
-  const int len = step[STEP_POS] + t + 1;
+// Q threads per dim, a template parameter so the summing loop's strides are constants (as CUDA).
+template <int Q>
+inline void combine_long(device const float* part, device float* out, int len, int h, int t, int nH, int D, int S,
+                         threadgroup float* w, threadgroup float* sh, threadgroup float (*red)[256], uint tidu, uint ntu) {
+  const int tid = int(tidu), nt = int(ntu), d = tid % D, q = tid / D;
   const int ns = (len + CHUNK - 1) / CHUNK;
   const ulong st = ulong(D + 2);
   device const float* base = part + ((ulong)t * nH + h) * S * st;
   float m = NEG_INF;
   for (int s = tid; s < ns; s += nt) m = fmax(m, base[s * st]);
-  const float M = block_max(m, sh, tid3.x, bdim3.x);
+  const float M = block_max(m, sh, tidu, ntu);
   float l = 0.f, a0 = 0.f, a1 = 0.f;
   for (int s0 = 0; s0 < ns; s0 += WCAP) {
     const int n = min(WCAP, ns - s0);
@@ -246,17 +241,37 @@ kernel void attention_combine_long_f32(device const float* part [[buffer(0)]], d
       l += p[1] * e;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    // thread (d, q) takes partials q, q + QS, ... of the chunk, in two chains
+    // thread (d, q) takes partials q, q + Q, ... of the chunk, in two chains
     device const float* p = base + (s0 + q) * st + 2 + d;
     int j = q;
-    for (; j + QS < n; j += 2 * QS, p += 2 * QS * st) { a0 += p[0] * w[j]; a1 += p[QS * st] * w[j + QS]; }
+    for (; j + Q < n; j += 2 * Q, p += 2 * Q * st) { a0 += p[0] * w[j]; a1 += p[Q * st] * w[j + Q]; }
     if (j < n) a0 += p[0] * w[j];
   }
-  const float L = block_sum(l, sh, tid3.x, bdim3.x);
+  const float L = block_sum(l, sh, tidu, ntu);
   const float a = a0 + a1;
   if (q > 0) red[q - 1][d] = a;
   threadgroup_barrier(mem_flags::mem_threadgroup);
-  if (q == 0) out[((ulong)t * nH + h) * D + d] = (((a + red[0][d]) + red[1][d]) + red[2][d]) / L;
+  if (q == 0) {
+    float v = a;
+    #pragma unroll
+    for (int r = 0; r < Q - 1; r++) v += red[r][d];
+    out[((ulong)t * nH + h) * D + d] = v / L;
+  }
+}
+
+kernel void attention_combine_long_f32(device const float* part [[buffer(0)]], device float* out [[buffer(1)]],
+                                       device const int* step [[buffer(2)]], constant int& nH [[buffer(3)]],
+                                       constant int& D [[buffer(4)]], constant int& S [[buffer(5)]],
+                                       uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]],
+                                       uint3 bdim3 [[threads_per_threadgroup]]) {
+  PDL_WAIT(); PDL_LAUNCH();
+  threadgroup float w[WCAP];
+  threadgroup float sh[32];
+  threadgroup float red[QS - 1][256];
+  const int len = step[STEP_POS] + int(bid.y) + 1, Q = int(bdim3.x) / D; // the host launches Q = 8, 4 or 2
+  if (Q == 8) combine_long<8>(part, out, len, int(bid.x), int(bid.y), nH, D, S, w, sh, red, tid3.x, bdim3.x);
+  else if (Q == 4) combine_long<4>(part, out, len, int(bid.x), int(bid.y), nH, D, S, w, sh, red, tid3.x, bdim3.x);
+  else combine_long<2>(part, out, len, int(bid.x), int(bid.y), nH, D, S, w, sh, red, tid3.x, bdim3.x);
 }
 `,
 };

@@ -456,7 +456,8 @@ export class CudaBackend implements Backend {
     if (qb.ptr % 16n !== 0n) throw new Error(`${op}: q must be 16-byte aligned`);
     this.k.attention_partial_f32!.launch([S, shape.nKvHeads, T], [128, 1, 1], 0, this.stream, qb.ptr, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S);
     const long = longMerge(this.attentionVariant, this.pos + T, ATT_LONG);
-    (long ? this.k.attention_combine_long_f32! : this.k.attention_combine_f32!).launch([nHeads, T, 1], [long ? ATT_LONG_QS * D : D, 1, 1], 0, this.stream,
+    const threads = long ? Math.min(ATT_LONG_QS, 1024 / D) * D : D; // D is 64, 128 or 256
+    (long ? this.k.attention_combine_long_f32! : this.k.attention_combine_f32!).launch([nHeads, T, 1], [threads, 1, 1], 0, this.stream,
       this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, D, S);
   }
 
