@@ -3,7 +3,7 @@
 // sequence doubles past 4096. No GPU needed.
 
 import { describe, expect, test } from "bun:test";
-import { ATT_SPAN_MIN, attentionSpan } from "../src/backend/checks.ts";
+import { ATT_SPAN_MIN, attentionSpan, longMergePerDim } from "../src/backend/checks.ts";
 
 describe("attentionSpan", () => {
   test("covers the step's end, in powers of two from 4096, never more than the cache", () => {
@@ -19,5 +19,16 @@ describe("attentionSpan", () => {
       const s = attentionSpan(ctx!, end!);
       expect([ctx, end, s >= end! && s <= ctx!]).toEqual([ctx, end, true]);
     }
+  });
+  // attention_combine_long_f32 is instantiated for 8, 4 and 2 threads per dim: any other count
+  // would make its threads sum overlapping partials
+  test("threads per dim of the long merge: a power of two that fits the block, else 0", () => {
+    expect(longMergePerDim(1024, 128, 8)).toBe(8);
+    expect(longMergePerDim(1024, 64, 8)).toBe(8);
+    expect(longMergePerDim(1024, 256, 8)).toBe(4);
+    expect(longMergePerDim(896, 128, 8)).toBe(4); // 7 would fit: not a power of two
+    expect(longMergePerDim(768, 256, 8)).toBe(2); // 3 would fit
+    expect(longMergePerDim(384, 256, 8)).toBe(0); // the serial merge
+    expect(longMergePerDim(1024, 128, 4)).toBe(4);
   });
 });

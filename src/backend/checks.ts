@@ -31,7 +31,6 @@ export function checkMatmul(out: Buf, x: Buf, w: Q1Weight, M: number): void {
   needLen("matmul", "x", x, M * w.cols); needLen("matmul", "out", out, M * w.rows);
 }
 
-/** T must match the step, and positions pos .. pos + T - 1 must fit the cache. */
 /** Smallest KV span an attention launch covers (see attentionSpan). 4096: on the H200 a 4096-position
  *  grid decoded as fast as an 832-position one (8B 675 vs 672 tok/s, 2026-11-22). */
 export const ATT_SPAN_MIN = 4096;
@@ -60,6 +59,16 @@ export function attentionVariantFromEnv(): AttentionVariant {
 export function longMerge(variant: AttentionVariant, end: number, longFrom: number): boolean {
   return variant === "long" || (variant === "auto" && end > longFrom);
 }
+/** Threads per dim for attention_combine_long_f32: the largest power of two <= cap whose block of
+ *  perDim * headDim threads fits maxThreads (the kernel is instantiated for 8, 4 and 2 only); 0 if
+ *  not even 2 fit (then the serial merge must be used). */
+export function longMergePerDim(maxThreads: number, headDim: number, cap: number): number {
+  let q = 1;
+  while (q * 2 <= cap && q * 2 * headDim <= maxThreads) q *= 2;
+  return q >= 2 ? q : 0;
+}
+
+/** T must match the step, and positions pos .. pos + T - 1 must fit the cache. */
 
 export function checkStepT(op: string, T: number, stepT: number, pos: number, c: KVCache): void {
   checkInt(op, "T", T);

@@ -31,7 +31,7 @@ import { CUDA_ONLY, KERNEL_SIGS } from "../kernel-sigs.ts";
 import { Kernel, type Sig } from "./kernel.ts";
 import { cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
 import {
-  ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge,
+  ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
 } from "../checks.ts";
 
@@ -127,7 +127,7 @@ export class CudaBackend implements Backend {
   private readonly ropeTables = new WeakMap<RopeSpec, Alloc>();
   private readonly scratch: Alloc; // 16 bytes: argmax key (u64) and sampled token (u32)
   private readonly tokenHost = new Uint32Array(2);
-  private readonly graphs = new Map<object, { graph: bigint; exec: bigint; span: string }>();
+  private readonly graphs = new Map<object, { graph: bigint; exec: bigint; span: number }>();
   /** Decode graphs captured so far (a re-capture when the attention span grows counts again). */
   graphCaptures = 0;
   private capturing = false;
@@ -456,7 +456,7 @@ export class CudaBackend implements Backend {
     if (qb.ptr % 16n !== 0n) throw new Error(`${op}: q must be 16-byte aligned`);
     this.k.attention_partial_f32!.launch([S, shape.nKvHeads, T], [128, 1, 1], 0, this.stream, qb.ptr, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S);
     const long = longMerge(this.attentionVariant, this.pos + T, ATT_LONG);
-    const threads = long ? Math.min(ATT_LONG_QS, 1024 / D) * D : D; // D is 64, 128 or 256
+    const threads = long ? longMergePerDim(1024, D, ATT_LONG_QS) * D : D; // D is 64, 128 or 256: 8, 8, 4 per dim
     (long ? this.k.attention_combine_long_f32! : this.k.attention_combine_f32!).launch([nHeads, T, 1], [threads, 1, 1], 0, this.stream,
       this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, D, S);
   }
@@ -513,7 +513,7 @@ export class CudaBackend implements Backend {
     // The graph holds the attention grid of the span it was captured for (attentionSpan) and the
     // merge it chose (longMerge): once the step ends past either, capture again (at most once per
     // doubling of the sequence, and once at ATT_LONG).
-    const end = this.pos + this.T, span = `${attentionSpan(Infinity, end)}:${longMerge(this.attentionVariant, end, ATT_LONG)}`;
+    const end = this.pos + this.T, span = 2 * attentionSpan(Infinity, end) + (longMerge(this.attentionVariant, end, ATT_LONG) ? 1 : 0);
     const g = this.graphs.get(key);
     if (g && g.span === span) return this.cu.graphLaunch(g.exec, this.stream);
     if (g) {
@@ -543,7 +543,7 @@ export class CudaBackend implements Backend {
   }
 
   setKernelVariant(op: string, variant: string): void {
-    const known = this.kernelVariants[op as keyof typeof this.kernelVariants] as readonly string[] | undefined;
+    const known = Object.hasOwn(this.kernelVariants, op) ? (this.kernelVariants[op as keyof typeof this.kernelVariants] as readonly string[]) : undefined;
     if (!known || !known.includes(variant)) {
       throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=${this.kernelVariants.matvec.join("|")}, attention=${ATTENTION_VARIANTS.join("|")}`);
     }

@@ -24,7 +24,7 @@ import type { MetalLib } from "../../../ffi/metal.ts";
 import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
 import { loadKernels, SIGS } from "./kernels.ts";
 import {
-  ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge,
+  ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
 } from "../checks.ts";
 
@@ -349,10 +349,10 @@ export class MetalBackend implements Backend {
     if (qb.offset % 16 !== 0) throw new Error(`${op}: q must be 16-byte aligned`);
     const part: Arg = { buf: this.partials, offset: 0, bytes: need }, step = this.stepArg(op);
     this.launch("attention_partial_f32", [S, shape.nKvHeads, T], [128, 1, 1], [this.region(qb, T * nHeads * D), c.k(layer), c.v(layer), part, step, i32(nHeads), i32(shape.nKvHeads), i32(D), i32(S)]);
-    // the long merge: up to ATT_LONG_QS threads per dim, as many as the pipeline allows (the serial
-    // merge where that is fewer than 2)
-    const perDim = Math.min(ATT_LONG_QS, Math.floor(this.dev.pipeline("attention_combine_long_f32").maxThreads / D));
-    const long = longMerge(this.attentionVariant, this.pos + T, ATT_LONG) && perDim >= 2;
+    // the long merge: up to ATT_LONG_QS threads per dim (a power of two), as many as the pipeline
+    // allows; the serial merge where not even 2 fit
+    const perDim = longMergePerDim(this.dev.pipeline("attention_combine_long_f32").maxThreads, D, ATT_LONG_QS);
+    const long = longMerge(this.attentionVariant, this.pos + T, ATT_LONG) && perDim > 0;
     this.launch(long ? "attention_combine_long_f32" : "attention_combine_f32", [nHeads, T, 1], [long ? perDim * D : D, 1, 1],
       [part, this.region(o, T * nHeads * D), step, i32(nHeads), i32(D), i32(S)]);
   }
