@@ -1,5 +1,6 @@
-// Where one decode step's GPU time goes, op by op, on CUDA.
-//   bun run bench -- profile --preset 8b|1.7b [--pos 128,2048]
+// Where one decode step's (or one prefill's) GPU time goes, op by op, on CUDA.
+//   bun run bench -- profile --preset 8b|1.7b [--pos 128,2048] [--prefill 512]
+// --prefill N profiles one forward pass over an N-token prompt instead of decode steps.
 // An event is recorded after every backend op of one decode step (no graph), so each op's time is
 // the gap between consecutive events. The step is enqueued behind a long memset, so the gaps are
 // GPU time, not launch gaps. Summed per op and shape.
@@ -19,6 +20,8 @@ const arg = (argv: string[], k: string, d: string) => { const i = argv.indexOf(k
 export async function benchProfile(argv: string[]): Promise<void> {
   const preset = arg(argv, "--preset", "8b");
   const positions = arg(argv, "--pos", "128,2048").split(",").map(Number);
+  const prefill = Number(arg(argv, "--prefill", "0"));
+  if (!Number.isInteger(prefill) || prefill < 0) throw new Error(`--prefill must be a whole number of tokens, got ${arg(argv, "--prefill", "0")}`);
   const spec = PRESETS[preset];
   if (!spec) throw new Error(`unknown preset ${preset}`);
   const dir = join(process.env.BUNSAI_BENCH_DIR ?? tmpdir(), `bunsai-bench-${preset}`);
@@ -47,21 +50,18 @@ export async function benchProfile(argv: string[]): Promise<void> {
   }) as Backend;
   const model = new Qwen3(ck.config, proxy, ck);
   const greedy = { temperature: 0, topK: 0, topP: 1 };
-  console.log(`GPU: ${b.info.name}; preset ${preset}; per-op GPU time of one decode step (events between ops, no graph)`);
-  for (const pos of positions) {
-    const s = model.newSession(pos + 64);
-    await model.forward(s, Array.from({ length: pos }, (_, i) => (i * 7919 + 13) % 151000));
-    let tok = 785;
-    for (let i = 0; i < 4; i++) tok = await model.nextToken(s, tok, greedy); // graphs + caches warm
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % 151000);
+  // One run of `work` with an event after every backend op; prints the GPU time per op and shape.
+  const profile = async (title: string, work: () => Promise<void>): Promise<void> => {
     const start = cu.createEvent();
     b.sync();
-    // keep the GPU busy (~10 ms of memset) while the step is enqueued, so the ops then run back to
+    // keep the GPU busy (~10 ms of memset) while the ops are enqueued, so they then run back to
     // back and the gaps between events are GPU time, not the JS launch rate
     for (let i = 0; i < 4; i++) cu.memsetD8Async(blocker, i, BLOCK_BYTES, stream);
     marks = [];
     cu.record(start, stream);
     const t0 = performance.now();
-    tok = await model.nextToken(s, tok, greedy);
+    await work();
     const wall = performance.now() - t0;
     const m = marks;
     marks = null;
@@ -75,16 +75,35 @@ export async function benchProfile(argv: string[]): Promise<void> {
       per.set(label, e);
       prev = ev;
     }
-    console.log(`\ncontext ${pos + 5}: ${total.toFixed(0)} µs GPU (host wall ${(wall * 1000).toFixed(0)} µs), ${m.length} ops`);
+    console.log(`\n${title}: ${total.toFixed(0)} µs GPU (host wall ${(wall * 1000).toFixed(0)} µs), ${m.length} ops`);
     for (const [label, e] of [...per].sort((a, c) => c[1].us - a[1].us)) {
       console.log(`  ${label.padEnd(26)} ${e.us.toFixed(1).padStart(9)} µs  ${String(e.n).padStart(4)} x  ${(e.us / e.n).toFixed(2).padStart(7)} µs each  ${((100 * e.us) / total).toFixed(1).padStart(5)} %`);
     }
     for (const { ev } of m) cu.destroyEvent(ev);
     cu.destroyEvent(start);
+  };
+  if (prefill > 0) {
+    console.log(`GPU: ${b.info.name}; preset ${preset}; per-op GPU time of one ${prefill}-token prefill (events between ops)`);
+    const s = model.newSession(prefill + 8);
+    await model.forward(s, ids(Math.min(prefill, 128))); // kernels compiled, buffers grown
+    s.reset();
+    await profile(`prefill of ${prefill} tokens`, async () => { await model.forward(s, ids(prefill)); });
+    s.dispose();
+    cu.free(blocker);
+    model.dispose();
+    return;
+  }
+  console.log(`GPU: ${b.info.name}; preset ${preset}; per-op GPU time of one decode step (events between ops, no graph)`);
+  for (const pos of positions) {
+    const s = model.newSession(pos + 64);
+    await model.forward(s, ids(pos));
+    let tok = 785;
+    for (let i = 0; i < 4; i++) tok = await model.nextToken(s, tok, greedy); // graphs + caches warm
+    await profile(`context ${pos + 5}`, async () => { tok = await model.nextToken(s, tok, greedy); });
     s.dispose();
     // graph-replayed step for comparison
     const g = model.newSession(pos + 64);
-    await model.forward(g, Array.from({ length: pos }, (_, i) => (i * 7919 + 13) % 151000));
+    await model.forward(g, ids(pos));
     for (let i = 0; i < 8; i++) tok = await model.nextToken(g, tok, greedy);
     const tg = performance.now();
     for (let i = 0; i < 32; i++) tok = await model.nextToken(g, tok, greedy);

@@ -116,13 +116,27 @@ describe("KV cache lifetime", () => {
   });
 });
 
-describe("prefill chunking (128 rows per pass) does not change the numbers", () => {
-  test("300 tokens at once vs 150 then 150 one at a time", async () => {
+describe("prefill chunking (rows per pass) does not change the numbers", () => {
+  test("300 tokens at once in passes of 128 vs 150 then 150 one at a time", async () => {
+    const ck = loadCheckpoint(dir), m = new Qwen3(ck.config, new CpuBackend(), ck, { prefillChunk: 128 });
     const ids = Array.from({ length: 300 }, (_, i) => (i * 104729) % 150000);
-    const a = await model.forward(model.newSession(300), ids);
-    const s = model.newSession(300);
-    let b = await model.forward(s, ids.slice(0, 150));
-    for (const id of ids.slice(150)) b = await model.forward(s, [id]);
+    const a = await m.forward(m.newSession(300), ids);
+    const s = m.newSession(300);
+    let b = await m.forward(s, ids.slice(0, 150));
+    for (const id of ids.slice(150)) b = await m.forward(s, [id]);
     expect(maxAbsDiff(a, b)).toBeLessThan(1e-4);
+  });
+  test("every position's logits: passes of 7 rows vs the default (one pass), 140 tokens", async () => {
+    const ck = loadCheckpoint(dir), m7 = new Qwen3(ck.config, new CpuBackend(), ck, { prefillChunk: 7 });
+    const ids = Array.from({ length: 140 }, (_, i) => (i * 7919 + 3) % 150000);
+    const a = await model.forward(model.newSession(140), ids, { allPositions: true });
+    const b = await m7.forward(m7.newSession(140), ids, { allPositions: true });
+    expect(model.chunk).toBe(512);
+    expect(a.length).toBe(140 * ck.config.vocabSize);
+    expect(maxAbsDiff(a, b)).toBeLessThan(1e-4);
+  });
+  test("a prefill chunk that is not a positive integer is refused", () => {
+    const ck = loadCheckpoint(dir);
+    expect(() => new Qwen3(ck.config, new CpuBackend(), ck, { prefillChunk: 0 })).toThrow(/prefillChunk must be an integer >= 1, got 0/);
   });
 });

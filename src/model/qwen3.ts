@@ -41,8 +41,17 @@ export class Session {
 
 export class ContextError extends Error {}
 
-/** Rows of activations processed per pass in prefill; bounds scratch memory. */
-const CHUNK = 128;
+/** Rows of activations processed per pass in prefill by default; bounds scratch memory (~150 MB
+ *  for the 8B). 512, not 128: with 128 rows the 8B's down and o projections launched 64 blocks of
+ *  the tiled matmul on a 132-SM GPU (bench/RESULTS.md, sixth session). */
+export const PREFILL_CHUNK = 512;
+/** Rows of logits computed per pass when every position's logits are asked for. */
+const LOGIT_ROWS = 128;
+
+export interface Qwen3Options {
+  /** Rows per prefill pass (default PREFILL_CHUNK). */
+  prefillChunk?: number;
+}
 
 export class Qwen3 {
   readonly rope: RopeSpec;
@@ -51,16 +60,21 @@ export class Qwen3 {
   private readonly lmHead: Q1Weight;
   private readonly norm: Buf;
   private readonly layers: Layer[] = [];
-  // scratch activations, [CHUNK, dim] each
+  /** Rows per prefill pass. */
+  readonly chunk: number;
+  // scratch activations, [chunk, dim] each
   private readonly x: Buf; private readonly h: Buf; private readonly tmp: Buf;
   private readonly qkv: Buf; private readonly gu: Buf; // the stacked projections' outputs
   private readonly q: Buf; private readonly k: Buf; private readonly v: Buf; private readonly att: Buf;
   private readonly g: Buf; private readonly u: Buf;
-  private logitsBuf: Buf; // [1, vocab], grown to [CHUNK, vocab] when all positions are asked for
+  private logitsBuf: Buf; // [1, vocab], grown to [LOGIT_ROWS, vocab] when all positions are asked for
   private busy: Promise<void> = Promise.resolve();
 
-  constructor(readonly config: ModelConfig, readonly backend: Backend, ckpt: Checkpoint) {
+  constructor(readonly config: ModelConfig, readonly backend: Backend, ckpt: Checkpoint, opts: Qwen3Options = {}) {
     const c = config, w = ckpt.weights, b = backend;
+    const CHUNK = opts.prefillChunk ?? PREFILL_CHUNK;
+    if (!Number.isInteger(CHUNK) || CHUNK < 1) throw new Error(`Qwen3: prefillChunk must be an integer >= 1, got ${CHUNK}`);
+    this.chunk = CHUNK;
     this.rope = ropeSpec(c);
     this.shape = { nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim };
     this.embed = b.uploadQ1(w.embed);
@@ -127,19 +141,22 @@ export class Qwen3 {
 
   private async forwardLocked(session: Session, ids: ArrayLike<number>, all: boolean): Promise<Float32Array> {
     this.checkStep(session, ids);
-    const n = ids.length, V = this.config.vocabSize;
-    if (all && this.logitsBuf.length < CHUNK * V) this.logitsBuf = this.backend.alloc(CHUNK * V);
+    const n = ids.length, V = this.config.vocabSize, H = this.config.hiddenSize, b = this.backend;
+    const lr = Math.min(LOGIT_ROWS, this.chunk);
+    if (all && this.logitsBuf.length < lr * V) this.logitsBuf = b.alloc(lr * V);
     const out = new Float32Array(all ? n * V : V);
-    for (let start = 0; start < n; start += CHUNK) {
-      const T = Math.min(CHUNK, n - start);
+    for (let start = 0; start < n; start += this.chunk) {
+      const T = Math.min(this.chunk, n - start);
       const tokens = Int32Array.from({ length: T }, (_, i) => ids[start + i]!);
       this.layersPass(session, tokens);
       if (all) {
-        this.head(this.h, T);
-        out.set((await this.backend.read(this.backend.slice(this.logitsBuf, 0, T * V))), start * V);
+        for (let r = 0; r < T; r += lr) {
+          const rows = Math.min(lr, T - r);
+          this.head(b.slice(this.h, r * H, rows * H), rows);
+          out.set(await b.read(b.slice(this.logitsBuf, 0, rows * V)), (start + r) * V);
+        }
       } else if (start + T === n) {
-        const H = this.config.hiddenSize;
-        this.head(this.backend.slice(this.h, (T - 1) * H, H), 1);
+        this.head(b.slice(this.h, (T - 1) * H, H), 1);
         out.set(await this.backend.read(this.backend.slice(this.logitsBuf, 0, V)));
       }
     }
