@@ -5,16 +5,21 @@
 //   out[m][n] = sum_g ( s[n][g] * P_g[m][n] + b[n][g] * xsum[m][g] ),  P_g = x[m, g-cols] · bits[n, g-cols]
 // Only the 0/1 bits (exact in f16) enter the matrix multiply; x is split into x_hi = f16(x) and
 // x_lo = f16(x - x_hi), both multiplied into the same f32 accumulator P_g over the group, which then
-// folds into the output accumulator: acc += s * P_g + b * xsum (f32 FMAs; xsum = f32 row sum of the
-// x tile). Integer x has x_lo = 0 and all sums exact, so the exact tests match bit for bit.
-// Limit: |x| must stay below 65504 (f16 range of x_hi).
+// folds into the output accumulator: acc += s * P_g + b * xsum (f32 FMAs; xsum = f32 sum of the
+// group's 128 values of row m). Integer x has x_lo = 0 and all sums exact, so the exact tests match
+// bit for bit. Limit: |x| must stay below 65504 (f16 range of x_hi).
 //
-// Thread -> data mapping (256 threads = 8 simdgroups of 32; tile BM = 32 rows m x BN = 256 rows n):
-// - Loader, as CUDA: thread t = 32*sg + l loads x[m0 + sg + 8i][128g + 4l .. +3], i = 0..3, writes
-//   the hi / lo halves to xh / xl [32][XST = 136] (half), simd_sum of the row (warp_sum) -> xsum;
-//   weight row n0 + t of group g: its 4 words -> ws[t][0..3], scale / bias -> ss[t], bs[t].
-//   The next group's loads go to registers before the current group's multiplies. Loads are scalar
-//   (CUDA takes 16-byte vector loads when the pointers are aligned).
+// Two kernels, as CUDA. qmm_x_split_f32 splits x once per matmul (one simdgroup per row and group:
+// lane l takes columns 4l..4l+3, xsum = warp_sum((v0 + v1) + (v2 + v3))) into xh, xl [Mp][K] (half
+// bits) and xs [G][Mp] (f32), Mp = M rounded up to BM, padding rows 0.
+//
+// qmm_q1_f32, thread -> data mapping (256 threads = 8 simdgroups of 32; tile BM = 32 rows m x BN = 256 rows n):
+// - Loader: thread t = 32*sg + l loads xh / xl[m0 + sg + 8i][128g + 4l .. +3], i = 0..3 (8 bytes
+//   each) and writes them to the tiles xh / xl [32][XST = 136] (half); threads t < 32 load
+//   xs[g][m0 + t] -> xsum[t]; weight row n0 + t of group g: its 4 words -> ws[t][0..3], scale /
+//   bias -> ss[t], bs[t]. The next group's loads go to registers before the current group's
+//   multiplies (CUDA streams its stages with cp.async, which Apple GPUs do not have). Word loads are
+//   scalar.
 // - CUDA's m16n8k16 mma.sync becomes 8x8x8 simdgroup_multiply_accumulate: simdgroup sg owns n rows
 //   wn = 32*sg .. +31 (4 n8 tiles j) and all 32 m rows (4 m8 tiles i; CUDA: 2 m16 tiles, i.e. CUDA
 //   tile i = Metal tiles 2i, 2i+1), and walks the group in 16 k8 steps (CUDA: 8 k16 steps, each =
@@ -26,31 +31,52 @@
 //   + {0,1}, with q = l/4. So B[j]'s two elements are bit 8kk + r of rows wn + 8j + c (one word each,
 //   word (8kk + r)/32 of the group), and P[i][j]'s are m = 8i + r, n = wn + 8j + c, folded by that
 //   thread into acc[i][j][0..1] (plain registers, not a matrix).
-// - Tails: x rows >= M and W rows >= N load as 0 and are not written. K is a multiple of 128.
+// - Tails: x rows >= M are the split's zero rows; W rows >= N load as 0; neither is written. K is a
+//   multiple of 128.
 
 import { COMMON, type KernelFile } from "./common.ts";
 
 export const qmm_q1_f32: KernelFile = {
   file: "qmm_q1_f32",
-  kernels: ["qmm_q1_f32"],
+  kernels: ["qmm_x_split_f32", "qmm_q1_f32"],
   source: COMMON + /* metal */ `
 #define BM 32
 #define BN 256
 #define XST 136
-// registers of one group's loads (CUDA: the load lambda's captures)
-struct QmmPrefetch { float4 x[4]; uint4 w; u16 s, b; };
+// x [M, K] -> xh, xl [Mp, K] (half bits), xs [G, Mp] (f32 group sums); rows M..Mp-1 as 0.
+kernel void qmm_x_split_f32(
+    device const float* x [[buffer(0)]], device u16* xh [[buffer(1)]], device u16* xl [[buffer(2)]], device float* xs [[buffer(3)]],
+    constant int& M [[buffer(4)]], constant int& K [[buffer(5)]], constant int& Mp [[buffer(6)]],
+    uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
+  PDL_WAIT(); PDL_LAUNCH();
+  const int G = K >> 7, l = int(tid3.x) & 31, wg = int(bid.x) * 8 + (int(tid3.x) >> 5);
+  if (wg >= Mp * G) return; // a whole simdgroup at once
+  const int m = wg / G, g = wg - m * G;
+  float v[4] = {0.f, 0.f, 0.f, 0.f};
+  if (m < M) {
+    device const float* p = x + (ulong)m * K + g * 128 + 4 * l;
+    v[0] = p[0]; v[1] = p[1]; v[2] = p[2]; v[3] = p[3];
+  }
+  const ulong o = (ulong)m * K + g * 128 + 4 * l;
+  #pragma unroll
+  for (int c = 0; c < 4; c++) { const u16 hi = f2h(v[c]); xh[o + c] = hi; xl[o + c] = f2h(v[c] - h2f(hi)); }
+  const float s = warp_sum((v[0] + v[1]) + (v[2] + v[3]));
+  if (l == 0) xs[(ulong)g * Mp + m] = s;
+}
+
+// registers of one group's loads (CUDA: the stage a group's cp.async copies fill)
+struct QmmPrefetch { uint2 h[4], lo[4]; float xs; uint4 w; u16 s, b; };
 inline void qmm_load(thread QmmPrefetch& p, device const u32* w, device const u16* sc, device const u16* bi,
-                     device const float* x, int M, int N, int K, int m0, int n0, int t, int g) {
+                     device const u16* xh, device const u16* xl, device const float* xs,
+                     int N, int K, int Mp, int m0, int n0, int t, int g) {
   const int l = t & 31, sg = t >> 5, W = K >> 5, G = K >> 7;
   #pragma unroll
   for (int i = 0; i < 4; i++) {
-    const int m = m0 + sg + 8 * i;
-    p.x[i] = float4(0.f, 0.f, 0.f, 0.f);
-    if (m < M) {
-      device const float* q = x + (ulong)m * K + g * 128 + 4 * l;
-      p.x[i] = float4(q[0], q[1], q[2], q[3]);
-    }
+    const ulong o = (ulong)(m0 + sg + 8 * i) * K + g * 128 + 4 * l; // < Mp rows: always there
+    p.h[i] = *reinterpret_cast<device const uint2*>(xh + o);
+    p.lo[i] = *reinterpret_cast<device const uint2*>(xl + o);
   }
+  p.xs = t < BM ? xs[(ulong)g * Mp + m0 + t] : 0.f;
   const int n = n0 + t;
   p.w = uint4(0u, 0u, 0u, 0u); p.s = 0; p.b = 0;
   if (n < N) {
@@ -61,12 +87,13 @@ inline void qmm_load(thread QmmPrefetch& p, device const u32* w, device const u1
 }
 kernel void qmm_q1_f32(
     device const u32* w [[buffer(0)]], device const u16* sc [[buffer(1)]], device const u16* bi [[buffer(2)]],
-    device const float* x [[buffer(3)]], device float* out [[buffer(4)]],
-    constant int& M [[buffer(5)]], constant int& N [[buffer(6)]], constant int& K [[buffer(7)]],
+    device const u16* xh [[buffer(3)]], device const u16* xl [[buffer(4)]], device const float* xs [[buffer(5)]],
+    device float* out [[buffer(6)]],
+    constant int& M [[buffer(7)]], constant int& N [[buffer(8)]], constant int& K [[buffer(9)]], constant int& Mp [[buffer(10)]],
     uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
   PDL_WAIT(); PDL_LAUNCH();
-  threadgroup half xh[BM * XST];
-  threadgroup half xl[BM * XST];
+  threadgroup half th[BM * XST]; // the group's x_hi tile
+  threadgroup half tl[BM * XST]; // and its x_lo tile
   threadgroup u32 ws[BN * 4];
   threadgroup float ss[BN], bs[BN], xsum[BM];
   const int t = int(tid3.x), l = t & 31, sg = t >> 5;
@@ -82,25 +109,20 @@ kernel void qmm_q1_f32(
       #pragma unroll
       for (int e = 0; e < 2; e++) acc[i][j][e] = 0.f;
 
-  qmm_load(pf, w, sc, bi, x, M, N, K, m0, n0, t, 0);
+  qmm_load(pf, w, sc, bi, xh, xl, xs, N, K, Mp, m0, n0, t, 0);
   for (int g = 0; g < G; g++) {
     threadgroup_barrier(mem_flags::mem_threadgroup); // the previous group's tiles fully read
     #pragma unroll
     for (int i = 0; i < 4; i++) {
-      const float v[4] = {pf.x[i].x, pf.x[i].y, pf.x[i].z, pf.x[i].w};
-      u16 hi[4], lo[4];
-      #pragma unroll
-      for (int c = 0; c < 4; c++) { hi[c] = f2h(v[c]); lo[c] = f2h(v[c] - h2f(hi[c])); }
       const int r = sg + 8 * i;
-      #pragma unroll
-      for (int c = 0; c < 4; c++) { xh[r * XST + 4 * l + c] = as_type<half>(hi[c]); xl[r * XST + 4 * l + c] = as_type<half>(lo[c]); }
-      const float s = warp_sum((v[0] + v[1]) + (v[2] + v[3]));
-      if (l == 0) xsum[r] = s;
+      *reinterpret_cast<threadgroup uint2*>(&th[r * XST + 4 * l]) = pf.h[i];
+      *reinterpret_cast<threadgroup uint2*>(&tl[r * XST + 4 * l]) = pf.lo[i];
     }
+    if (t < BM) xsum[t] = pf.xs;
     ws[t * 4 + 0] = pf.w.x; ws[t * 4 + 1] = pf.w.y; ws[t * 4 + 2] = pf.w.z; ws[t * 4 + 3] = pf.w.w;
     ss[t] = h2f(pf.s); bs[t] = h2f(pf.b);
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    if (g + 1 < G) qmm_load(pf, w, sc, bi, x, M, N, K, m0, n0, t, g + 1);
+    if (g + 1 < G) qmm_load(pf, w, sc, bi, xh, xl, xs, N, K, Mp, m0, n0, t, g + 1);
 
     simdgroup_float8x8 P[4][4];
     #pragma unroll
@@ -112,8 +134,8 @@ kernel void qmm_q1_f32(
       simdgroup_half8x8 ah[4], al[4], B[4];
       #pragma unroll
       for (int i = 0; i < 4; i++) {
-        simdgroup_load(ah[i], &xh[8 * i * XST + 8 * kk], XST);
-        simdgroup_load(al[i], &xl[8 * i * XST + 8 * kk], XST);
+        simdgroup_load(ah[i], &th[8 * i * XST + 8 * kk], XST);
+        simdgroup_load(al[i], &tl[8 * i * XST + 8 * kk], XST);
       }
       #pragma unroll
       for (int j = 0; j < 4; j++) {

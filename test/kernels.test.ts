@@ -208,7 +208,9 @@ for (const name of GPUS) {
     }
 
     // ---- prefill matmul (M > 1): exact ---------------------------------------------------------
-    for (const [M, N, K] of [[2, 130, 640], [17, 67, 1152], [100, 300, 1152], [512, 130, 640]] as const) {
+    // M <= 20 runs one matvec per row; above, qmm (K = 128: one group, fewer than its 3 stages;
+    // K = 4096: 32 groups through the stage ring)
+    for (const [M, N, K] of [[2, 130, 640], [17, 67, 1152], [100, 300, 1152], [512, 130, 640], [33, 260, 128], [40, 257, 4096]] as const) {
       t(`matmul M=${M} N=${N} K=${K} (tails in M and N): exact`, async () => {
         const rng = new Rng(M * 1000 + N);
         const w = exactQ1(rng, N, K, true), x = smallInts(rng, M * K);
@@ -216,6 +218,13 @@ for (const name of GPUS) {
         expect(maxAbsDiff(g, c)).toBe(0);
       });
     }
+
+    t("matmul M=37 N=70 K=384 with x starting 1 float into its buffer (unaligned rows): exact", async () => {
+      const rng = new Rng(37), M = 37, N = 70, K = 384;
+      const w = exactQ1(rng, N, K, true), x = smallInts(rng, M * K + 1);
+      const [g, c] = await both((b) => { const o = b.alloc(M * N); b.matmul(o, b.slice(b.upload(x), 1, M * K), b.uploadQ1(w), M); return o; });
+      expect(maxAbsDiff(g, c)).toBe(0);
+    });
 
     t("matmul M=200 N=300 K=1152 with random f32 x (tensor-core hi/lo split): rel error <= 1e-5", async () => {
       const rng = new Rng(77), M = 200, N = 300, K = 1152;

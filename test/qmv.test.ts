@@ -5,6 +5,7 @@ import { dequantQ1, type Q1Host } from "../src/quant/q1.ts";
 import { Rng } from "../src/util/rng.ts";
 import { exactQ1, smallInts } from "./helpers.ts";
 import { bmmaSmemPlan, QMV_BMMA_SMEM_CAP, QMV_BMMA_SOLO_SMEM } from "../cuda/qmv_q1_bmma.ts";
+import { soloSmem } from "../src/backend/cuda/solo.ts";
 
 function naive(w: Q1Host, x: Float32Array, M: number): Float32Array {
   const d = dequantQ1(w), out = new Float32Array(M * w.rows);
@@ -64,5 +65,23 @@ describe("bmma matvec: what a GPU's shared memory allows (bmmaSmemPlan, no GPU n
   test("A100 (sm_80): no bmma; an SM so large that two solo blocks fit: bmma without solo", () => {
     expect(bmmaSmemPlan(8, 166912, 167936).bmma).toBe(false);
     expect(bmmaSmemPlan(9, 300 * 1024, 300 * 1024)).toEqual({ bmma: true, solo: false, maxDynamic: QMV_BMMA_SMEM_CAP });
+  });
+});
+
+describe("solo launches: the shared memory that keeps a block alone on its SM (soloSmem, no GPU needed)", () => {
+  // two blocks fit on an SM when 2 x (smem + the driver's 1 KiB per block) <= the SM's shared memory
+  const twoFit = (s: number, perSm: number) => 2 * (s + 1024) <= perSm;
+  test("H100 / H200 (227 / 228 KiB): 114 KiB, which one block may take and two may not", () => {
+    const s = soloSmem(232448, 233472);
+    expect(s).toBe(114 * 1024);
+    expect(twoFit(s, 233472)).toBe(false);
+    expect(twoFit(s - 1024, 233472)).toBe(true); // the smallest such size, in KiB steps
+  });
+  test("A100 (163 / 164 KiB) and sm_86 (99 / 100 KiB): half the SM, rounded down to KiB", () => {
+    expect(soloSmem(166912, 167936)).toBe(82 * 1024);
+    expect(twoFit(soloSmem(101376, 102400), 102400)).toBe(false);
+  });
+  test("an SM whose half is more than a block may take: 0 (no solo launches)", () => {
+    expect(soloSmem(48 * 1024, 228 * 1024)).toBe(0);
   });
 });

@@ -20,6 +20,7 @@ import { qmv_q1_f32_legacy } from "../../../cuda/qmv_q1_f32_legacy.ts";
 import { x16_fused } from "../../../cuda/x16_fused.ts";
 import { bmmaSmemPlan, qmv_q1_bmma, qmvBmmaLayout, QMV_BMMA_MAX_K, QMV_BMMA_SMEM_CAP, QMV_BMMA_SOLO_SMEM, QMV_BMMA_THREADS, x16Bytes } from "../../../cuda/qmv_q1_bmma.ts";
 import { qmm_q1_f32, QMM_BM, QMM_BN } from "../../../cuda/qmm_q1_f32.ts";
+import { soloSmem } from "./solo.ts";
 import { embed_q1_f32 } from "../../../cuda/embed_q1_f32.ts";
 import { rmsnorm_f32, RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../cuda/rmsnorm_f32.ts";
 import { elementwise_f32 } from "../../../cuda/elementwise_f32.ts";
@@ -107,6 +108,8 @@ export class CudaBackend implements Backend {
   private stepDev!: Alloc;
   private stepHost = new Int32Array(0);
   private partials: Alloc | null = null; // attention partials, grown on demand
+  private qmmX: Alloc | null = null; // x split for qmm_q1_f32 (xh, xl, xs), grown on demand
+  private readonly qmmSoloSmem: number; // shared memory that keeps a qmm block alone on its SM (solo.ts), or 0
   /** One block per SM for a bmma matvec that does not follow another (see qmvBmma); off with
    *  BUNSAI_QMV_SOLO=0. Public so the kernel bench can time back-to-back launches without it. */
   qmvSolo = process.env.BUNSAI_QMV_SOLO !== "0";
@@ -138,6 +141,7 @@ export class CudaBackend implements Backend {
     this.cu = rt.cu;
     this.info = rt.dev;
     this.bmmaPlan = bmmaSmemPlan(rt.dev.ccMajor, rt.dev.smemPerBlockOptin, rt.dev.smemPerSm);
+    this.qmmSoloSmem = soloSmem(rt.dev.smemPerBlockOptin, rt.dev.smemPerSm);
     // the nibble-table matvec's shared memory, up to what a block may have here (K = 12288 wants
     // ~199 KiB: more than an A100's 163; such a K then takes the legacy kernel)
     this.fastSmem = Math.min(qmvMaxSharedBytes, rt.dev.smemPerBlockOptin);
@@ -155,6 +159,7 @@ export class CudaBackend implements Backend {
         this.k[name] = new Kernel(this.cu, this.cu.getFunction(mod, name), name, sig, this.pdl);
       }
       if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, this.fastSmem);
+      if (kf === qmm_q1_f32) this.cu.setMaxDynamicShared(this.k.qmm_q1_f32!.fn, Math.max(qmm_q1_f32.smem, this.qmmSoloSmem));
       if (kf === qmv_q1_bmma && this.bmmaPlan.bmma) this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, this.bmmaPlan.maxDynamic);
     }
     this.kernelVariants = { matvec: this.bmmaPlan.bmma ? ["bmma", "fast", "legacy"] : ["fast", "legacy"], attention: ATTENTION_VARIANTS };
@@ -355,7 +360,17 @@ export class CudaBackend implements Backend {
     }
     if (ceil(M, QMM_BM) > 65535) throw new Error(`matmul: M = ${M} too large`);
     this.xqOf = 0n; // out may be the vector whose quantized form xq holds
-    this.k.qmm_q1_f32!.launch([ceil(N, QMM_BN), ceil(M, QMM_BM), 1], [256, 1, 1], 0, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xb.ptr, o.ptr, M, N, K);
+    // x split once into f16 halves and group sums (qmm_x_split_f32), then the tiled matmul
+    const Mp = ceil(M, QMM_BM) * QMM_BM, G = K / 128, half = Mp * K * 2, need = 2 * half + 4 * G * Mp;
+    if (!this.qmmX || this.qmmX.bytes < need) {
+      if (this.qmmX) this.retired.push(this.qmmX); // a captured graph may still name it
+      this.qmmX = this.rawAlloc(need);
+    }
+    const xh = this.qmmX.ptr, xl = xh + BigInt(half), xs = xl + BigInt(half);
+    this.k.qmm_x_split_f32!.launch([ceil(Mp * G, 8), 1, 1], [256, 1, 1], 0, this.stream, xb.ptr, xh, xl, xs, M, K, Mp);
+    // a grid that fits one block per SM gets one block per SM (solo.ts): 1.7B down 5.1 -> 3.0 ms a prefill
+    const grid: [number, number, number] = [ceil(N, QMM_BN), Mp / QMM_BM, 1], solo = grid[0] * grid[1] <= this.info.sms;
+    this.k.qmm_q1_f32!.launch(grid, [256, 1, 1], solo ? Math.max(qmm_q1_f32.smem, this.qmmSoloSmem) : qmm_q1_f32.smem, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xh, xl, xs, o.ptr, M, N, K, Mp);
   }
 
   /** y[N] = W x for one row (pointers already checked by the caller). */

@@ -79,6 +79,7 @@ export class MetalBackend implements Backend {
   private readonly stepFree: DeviceBuffer[] = []; // not referenced by unfinished work
   private readonly stepBusy: DeviceBuffer[] = []; // referenced by committed or current work
   private partials: DeviceBuffer | null = null; // attention partials, grown on demand
+  private qmmX: DeviceBuffer | null = null; // x split for qmm_q1_f32 (xh, xl, xs), grown on demand
   private readonly retired: DeviceBuffer[] = []; // outgrown buffers unfinished work may still use
   private readonly ropeTables = new WeakMap<RopeSpec, DeviceBuffer>();
   private readonly wrapped = new WeakMap<ArrayBufferLike, DeviceBuffer | null>();
@@ -307,7 +308,16 @@ export class MetalBackend implements Backend {
       else this.launch("qmv_q1_f32_legacy", [ceil(N, 8), 1, 1], [256, 1, 1], [...args, i32(N), i32(K)]);
       return;
     }
-    this.launch("qmm_q1_f32", [ceil(N, QMM_BN), ceil(M, QMM_BM), 1], [256, 1, 1], [...args, i32(M), i32(N), i32(K)]);
+    // x split once into f16 halves and group sums (qmm_x_split_f32), then the tiled matmul
+    const Mp = ceil(M, QMM_BM) * QMM_BM, G = K / 128, half = Mp * K * 2, need = 2 * half + 4 * G * Mp;
+    if (!this.qmmX || this.qmmX.bytes < need) {
+      if (this.qmmX) this.retired.push(this.qmmX); // encoded work may still name it
+      this.qmmX = this.dev.alloc(need);
+    }
+    const xh: Arg = { buf: this.qmmX, offset: 0, bytes: half }, xl: Arg = { buf: this.qmmX, offset: half, bytes: half };
+    const xs: Arg = { buf: this.qmmX, offset: 2 * half, bytes: 4 * G * Mp };
+    this.launch("qmm_x_split_f32", [ceil(Mp * G, 8), 1, 1], [256, 1, 1], [this.region(xb, M * K), xh, xl, xs, i32(M), i32(K), i32(Mp)]);
+    this.launch("qmm_q1_f32", [ceil(N, QMM_BN), Mp / QMM_BM, 1], [256, 1, 1], [q.words, q.scales, q.biases, xh, xl, xs, this.region(o, M * N), i32(M), i32(N), i32(K), i32(Mp)]);
   }
 
   qkNormRopeAppend(
