@@ -1,6 +1,7 @@
 // Where one decode step's (or one prefill's) GPU time goes, op by op, on CUDA.
-//   bun run bench -- profile --preset 8b|1.7b [--pos 128,2048] [--prefill 512]
-// --prefill N profiles one forward pass over an N-token prompt instead of decode steps.
+//   bun run bench -- profile --preset 8b|1.7b [--pos 128,2048] [--prefill 512 [--ctx N]]
+// --prefill N profiles one forward pass over an N-token prompt instead of decode steps, in a session
+// of --ctx positions (default N + 8).
 // An event is recorded after every backend op of one decode step (no graph), so each op's time is
 // the gap between consecutive events. The step is enqueued behind a long memset, so the gaps are
 // GPU time, not launch gaps. Summed per op and shape.
@@ -84,10 +85,12 @@ export async function benchProfile(argv: string[]): Promise<void> {
   };
   if (prefill > 0) {
     console.log(`GPU: ${b.info.name}; preset ${preset}; per-op GPU time of one ${prefill}-token prefill (events between ops)`);
-    const s = model.newSession(prefill + 8);
+    const ctx = Number(arg(argv, "--ctx", String(prefill + 8)));
+    if (!Number.isInteger(ctx) || ctx < prefill) throw new Error(`--ctx must be a whole number >= --prefill (${prefill}), got ${arg(argv, "--ctx", "")}`);
+    const s = model.newSession(ctx);
     await model.forward(s, ids(Math.min(prefill, 128))); // kernels compiled, buffers grown
     s.reset();
-    await profile(`prefill of ${prefill} tokens`, async () => { await model.forward(s, ids(prefill)); });
+    await profile(`prefill of ${prefill} tokens (session of ${ctx} positions)`, async () => { await model.forward(s, ids(prefill)); });
     s.dispose();
     cu.free(blocker);
     model.dispose();

@@ -3,7 +3,7 @@
 // sequence doubles past 4096. No GPU needed.
 
 import { describe, expect, test } from "bun:test";
-import { ATT_SPAN_MIN, attentionSpan, longMergePerDim } from "../src/backend/checks.ts";
+import { ATT_SPAN_MIN, attentionLaunchSpan, attentionSpan, longMergePerDim } from "../src/backend/checks.ts";
 
 describe("attentionSpan", () => {
   test("covers the step's end, in powers of two from 4096, never more than the cache", () => {
@@ -19,6 +19,13 @@ describe("attentionSpan", () => {
       const s = attentionSpan(ctx!, end!);
       expect([ctx, end, s >= end! && s <= ctx!]).toEqual([ctx, end, true]);
     }
+  });
+  test("a prefill pass (T > 1, never replayed) covers exactly its end; a decode step the power-of-two span", () => {
+    expect(attentionLaunchSpan(4096, 512, 512)).toBe(512); // a 512-token prompt in a 4096 session
+    expect(attentionLaunchSpan(4096, 600, 88)).toBe(600);
+    expect(attentionLaunchSpan(520, 512, 512)).toBe(512);
+    expect(attentionLaunchSpan(32768, 513, 1)).toBe(4096);
+    expect(attentionLaunchSpan(832, 17, 1)).toBe(832);
   });
   // attention_combine_long_f32 is instantiated for 8, 4 and 2 threads per dim: any other count
   // would make its threads sum overlapping partials

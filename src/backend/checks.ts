@@ -45,6 +45,13 @@ export function attentionSpan(ctx: number, end: number): number {
   return Math.min(ctx, s);
 }
 
+/** The span of an attention launch over T tokens: attentionSpan for a decode step (T = 1, the
+ *  step a graph replays), exactly `end` for a prefill pass, which no graph replays (a 512-token
+ *  prompt in a 4096-position session launched 8x the chunks it needed). */
+export function attentionLaunchSpan(ctx: number, end: number, T: number): number {
+  return T === 1 ? attentionSpan(ctx, end) : Math.min(ctx, end);
+}
+
 /** How an attention launch merges its partials: "serial" (attention_combine_f32), "long"
  *  (attention_combine_long_f32), or "auto": long once the step ends past `longFrom` positions. */
 export type AttentionVariant = "auto" | "serial" | "long";

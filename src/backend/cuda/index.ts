@@ -32,7 +32,7 @@ import { CUDA_ONLY, KERNEL_SIGS } from "../kernel-sigs.ts";
 import { Kernel, type Sig } from "./kernel.ts";
 import { cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
 import {
-  ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
+  ATTENTION_VARIANTS, attentionLaunchSpan, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
 } from "../checks.ts";
 
@@ -461,7 +461,7 @@ export class CudaBackend implements Backend {
     if (T > 65535) throw new Error(`${op}: T = ${T} too large for one call`);
     needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
     this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
-    const S = ceil(attentionSpan(c.ctx, this.pos + T), ATT_CHUNK); // chunks of the cache this step can reach
+    const S = ceil(attentionLaunchSpan(c.ctx, this.pos + T, T), ATT_CHUNK); // chunks of the cache this step can reach
     const need = 4 * T * nHeads * S * (D + 2);
     if (!this.partials || this.partials.bytes < need) {
       if (this.partials) this.retired.push(this.partials); // a captured graph may still name it

@@ -24,7 +24,7 @@ import type { MetalLib } from "../../../ffi/metal.ts";
 import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
 import { loadKernels, SIGS } from "./kernels.ts";
 import {
-  ATTENTION_VARIANTS, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
+  ATTENTION_VARIANTS, attentionLaunchSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
 } from "../checks.ts";
 
@@ -349,7 +349,7 @@ export class MetalBackend implements Backend {
     checkStepT(op, T, this.T, this.pos, c);
     needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
     this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
-    const S = ceil(attentionSpan(c.ctx, this.pos + T), ATT_CHUNK); // chunks of the cache this step can reach
+    const S = ceil(attentionLaunchSpan(c.ctx, this.pos + T, T), ATT_CHUNK); // chunks of the cache this step can reach
     const need = 4 * T * nHeads * S * (D + 2);
     if (!this.partials || this.partials.bytes < need) {
       if (this.partials) this.retired.push(this.partials); // encoded work may still name it
