@@ -15,7 +15,7 @@
 //
 // qmm_q1_f32, thread -> data mapping (256 threads = 8 simdgroups of 32; tile BM = 32 rows m x BN = 256 rows n):
 // - Loader: thread t = 32*sg + l loads xh / xl[m0 + sg + 8i][128g + 4l .. +3], i = 0..3 (8 bytes
-//   each) and writes them to the tiles xh / xl [32][XST = 136] (half); threads t < 32 load
+//   each) and writes them to the tiles th / tl [32][XST = 136] (half); threads t < 32 load
 //   xs[g][m0 + t] -> xsum[t]; weight row n0 + t of group g: its 4 words -> ws[t][0..3], scale /
 //   bias -> ss[t], bs[t]. The next group's loads go to registers before the current group's
 //   multiplies (CUDA streams its stages with cp.async, which Apple GPUs do not have). Word loads are
@@ -115,8 +115,12 @@ kernel void qmm_q1_f32(
     #pragma unroll
     for (int i = 0; i < 4; i++) {
       const int r = sg + 8 * i;
-      *reinterpret_cast<threadgroup uint2*>(&th[r * XST + 4 * l]) = pf.h[i];
-      *reinterpret_cast<threadgroup uint2*>(&tl[r * XST + 4 * l]) = pf.lo[i];
+      #pragma unroll
+      for (int c = 0; c < 4; c++) { // one half at a time: a threadgroup half array is only 2-byte aligned
+        const int sh = 16 * (c & 1);
+        th[r * XST + 4 * l + c] = as_type<half>((u16)((c < 2 ? pf.h[i].x : pf.h[i].y) >> sh));
+        tl[r * XST + 4 * l + c] = as_type<half>((u16)((c < 2 ? pf.lo[i].x : pf.lo[i].y) >> sh));
+      }
     }
     if (t < BM) xsum[t] = pf.xs;
     ws[t * 4 + 0] = pf.w.x; ws[t * 4 + 1] = pf.w.y; ws[t * 4 + 2] = pf.w.z; ws[t * 4 + 3] = pf.w.w;

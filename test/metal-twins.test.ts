@@ -107,6 +107,7 @@ describe("Metal kernels twin the CUDA kernels", () => {
     "qmm_q1_f32.ts": [
       { why: "8x8x8 simdgroup matrices instead of m16n8k16 mma.sync: one unhinted loop of 16 k8 steps replaces CUDA's word / k16-half loops and the per-word load loop (kw, wd, h), and P is zeroed per 8x8 matrix, not per element", d: { for: -3, unroll: -4 } },
       { why: "no PTX wrapper returning a value (bits_h2): B's elements are written through thread_elements()", d: { return: -1 } },
+      { why: "x halves stored to threadgroup memory one by one (CUDA's cp.async copies 16 bytes)", d: { for: 1, unroll: 1 } },
       { why: "no cp.async on Apple GPUs: each group's tiles are staged through registers one group ahead and written to threadgroup memory between two barriers (CUDA: one barrier per group, the next two groups' copies in flight)", d: { barrier: 1, if: -1 } },
       { why: "qmm_x_split_f32 loads x with scalar loads only (CUDA takes one 16-byte load when the row is aligned)", d: { if: -1 } },
     ],
