@@ -301,6 +301,9 @@ for (const name of GPUS) {
     interface AttCase { name: string; shape: AttnShape; rope: RopeSpec; pos: number; T: number; ctx: number; fill?: number }
     const small = { nHeads: 4, nKvHeads: 2, headDim: 64 }, big = { nHeads: 8, nKvHeads: 2, headDim: 128 };
     const wide = { nHeads: 2, nKvHeads: 2, headDim: 256 };
+    // 8 query heads per kv head (Qwen3-32B's group): the kernel's largest register case, which spills
+    // under attention_partial_f32's register cap
+    const group8 = { nHeads: 16, nKvHeads: 2, headDim: 128 };
     const att: AttCase[] = [
       { name: "decode, length 1", shape: small, rope: rope("tiny"), pos: 0, T: 1, ctx: 16 },
       { name: "decode, length 7", shape: small, rope: rope("tiny"), pos: 6, T: 1, ctx: 16, fill: 6 },
@@ -312,6 +315,8 @@ for (const name of GPUS) {
       { name: "prefill T=17 after 100", shape: big, rope: rope("8b"), pos: 100, T: 17, ctx: 300, fill: 100 },
       { name: "YaRN decode at position 20004 (> 16384)", shape: big, rope: rope("8b"), pos: 20004, T: 1, ctx: 20010 },
       { name: "YaRN prefill T=5 at 20000", shape: big, rope: rope("8b"), pos: 20000, T: 5, ctx: 20010 },
+      { name: "GQA group of 8: prefill T=40 after 30", shape: group8, rope: rope("8b"), pos: 30, T: 40, ctx: 80, fill: 30 },
+      { name: "GQA group of 8 and head_dim 256: decode, length 65", shape: { nHeads: 8, nKvHeads: 1, headDim: 256 }, rope: { headDim: 256, invFreq: Float32Array.from({ length: 128 }, (_, i) => 1e6 ** (-i / 128)), attentionFactor: 1 }, pos: 64, T: 1, ctx: 80, fill: 64 },
     ];
     for (const c of att) {
       t(`qkNormRopeAppend + attention: ${c.name}`, async () => {
