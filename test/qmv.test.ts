@@ -6,6 +6,7 @@ import { Rng } from "../src/util/rng.ts";
 import { exactQ1, smallInts } from "./helpers.ts";
 import { bmmaSmemPlan, QMV_BMMA_SMEM_CAP, QMV_BMMA_SOLO_SMEM } from "../cuda/qmv_q1_bmma.ts";
 import { soloSmem } from "../src/backend/cuda/solo.ts";
+import { ccReason } from "../src/backend/cuda/device.ts";
 
 function naive(w: Q1Host, x: Float32Array, M: number): Float32Array {
   const d = dequantQ1(w), out = new Float32Array(M * w.rows);
@@ -83,5 +84,12 @@ describe("solo launches: the shared memory that keeps a block alone on its SM (s
   });
   test("an SM whose half is more than a block may take: 0 (no solo launches)", () => {
     expect(soloSmem(48 * 1024, 228 * 1024)).toBe(0);
+  });
+});
+
+describe("CUDA backend: the GPUs it runs on (ccReason, no GPU needed)", () => {
+  test("sm_80 and newer run; a Turing card gets a sentence naming it and what is needed", () => {
+    for (const [arch, major] of [["sm_80", 8], ["sm_86", 8], ["sm_90", 9], ["sm_120", 12]] as const) expect(ccReason({ name: "GPU", arch, ccMajor: major })).toBeNull();
+    expect(ccReason({ name: "Tesla T4", arch: "sm_75", ccMajor: 7 })).toBe("Tesla T4 is sm_75; bunsai's CUDA kernels need compute capability 8.0 or newer (Ampere, Ada, Hopper, Blackwell)");
   });
 });

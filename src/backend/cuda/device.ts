@@ -69,9 +69,13 @@ export function cudaRuntime(): Runtime {
 /** Why CUDA cannot be used here, or null when it can. Never throws. */
 export function cudaUnavailableReason(): string | null {
   try {
-    cudaRuntime();
-    return null;
+    return ccReason(cudaRuntime().dev);
   } catch (e) {
     return (e as Error).message;
   }
+}
+
+/** Why this device cannot run the CUDA kernels (mma.sync m16n8k16 on f16, cp.async: sm_80+), or null. */
+export function ccReason(dev: Pick<DeviceInfo, "name" | "arch" | "ccMajor">): string | null {
+  return dev.ccMajor >= 8 ? null : `${dev.name} is ${dev.arch}; bunsai's CUDA kernels need compute capability 8.0 or newer (Ampere, Ada, Hopper, Blackwell)`;
 }

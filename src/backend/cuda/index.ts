@@ -30,7 +30,7 @@ import { sample_f32 } from "../../../cuda/sample_f32.ts";
 import { cubinFor, type CompileStats } from "./compile.ts";
 import { CUDA_ONLY, KERNEL_SIGS } from "../kernel-sigs.ts";
 import { Kernel, type Sig } from "./kernel.ts";
-import { cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
+import { ccReason, cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
 import {
   ATTENTION_VARIANTS, attentionLaunchSpan, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
@@ -138,6 +138,8 @@ export class CudaBackend implements Backend {
 
   constructor() {
     const rt = cudaRuntime();
+    const old = ccReason(rt.dev); // say so before NVRTC fails on the first sm_80 instruction
+    if (old) throw new Error(`cuda backend: ${old}. Use --backend cpu.`);
     this.cu = rt.cu;
     this.info = rt.dev;
     this.bmmaPlan = bmmaSmemPlan(rt.dev.ccMajor, rt.dev.smemPerBlockOptin, rt.dev.smemPerSm);
