@@ -10,6 +10,8 @@
 // xsum[m][g] is the f32 sum of the group's 128 values of row m. Integer x splits as x_hi = x,
 // x_lo = 0 and every product and sum is then exact, so small-integer tests match the CPU bit for bit.
 // Limit: |x| must stay below 65504 (f16 range of x_hi).
+// lo = 0 (the host's matmul variant "f16"): x_lo is neither written nor multiplied, i.e. x is taken
+// as f16 (half the MMAs; ~1e-3 relative error instead of ~1e-6).
 //
 // Two kernels. qmm_x_split_f32 splits x once per matmul (one warp per row and group: lane l takes
 // columns 4l..4l+3 of the group, xsum = warp_sum((v0 + v1) + (v2 + v3))) into xh, xl [Mp][K] (f16)
@@ -58,7 +60,7 @@ export const qmm_q1_f32: KernelFile & { smem: number } = {
 #define STAGE_BYTES ${QMM_STAGE_BYTES}
 // x [M, K] -> xh, xl [Mp, K] (f16 halves), xs [G, Mp] (f32 group sums); rows M..Mp-1 as 0.
 extern "C" __global__ void __launch_bounds__(256) qmm_x_split_f32(
-    const float* __restrict__ x, u16* __restrict__ xh, u16* __restrict__ xl, float* __restrict__ xs, int M, int K, int Mp) {
+    const float* __restrict__ x, u16* __restrict__ xh, u16* __restrict__ xl, float* __restrict__ xs, int M, int K, int Mp, int lo) {
   PDL_WAIT(); PDL_LAUNCH();
   const int G = K >> 7, l = threadIdx.x & 31, wg = blockIdx.x * 8 + (threadIdx.x >> 5);
   if (wg >= Mp * G) return;
@@ -69,12 +71,12 @@ extern "C" __global__ void __launch_bounds__(256) qmm_x_split_f32(
     if (((size_t)p & 15) == 0) { const float4 f = *reinterpret_cast<const float4*>(p); v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w; }
     else { v[0] = p[0]; v[1] = p[1]; v[2] = p[2]; v[3] = p[3]; }
   }
-  u16 hi[4], lo[4];
+  u16 hi[4], xlo[4];
   #pragma unroll
-  for (int c = 0; c < 4; c++) { hi[c] = f2h(v[c]); lo[c] = f2h(v[c] - h2f(hi[c])); }
+  for (int c = 0; c < 4; c++) { hi[c] = f2h(v[c]); xlo[c] = f2h(v[c] - h2f(hi[c])); }
   const size_t o = (size_t)m * K + g * 128 + 4 * l;
   *reinterpret_cast<uint2*>(xh + o) = make_uint2(hi[0] | ((u32)hi[1] << 16), hi[2] | ((u32)hi[3] << 16));
-  *reinterpret_cast<uint2*>(xl + o) = make_uint2(lo[0] | ((u32)lo[1] << 16), lo[2] | ((u32)lo[3] << 16));
+  if (lo) *reinterpret_cast<uint2*>(xl + o) = make_uint2(xlo[0] | ((u32)xlo[1] << 16), xlo[2] | ((u32)xlo[3] << 16));
   const float s = warp_sum((v[0] + v[1]) + (v[2] + v[3]));
   if (l == 0) xs[(size_t)g * Mp + m] = s;
 }
@@ -93,11 +95,11 @@ __device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1)
 __device__ __forceinline__ void cp16(u32 dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
 }
-extern "C" __global__ void __launch_bounds__(256, 2) qmm_q1_f32(
+template <bool LO>
+__device__ __forceinline__ void qmm_q1(
     const u32* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
     const u16* __restrict__ xh, const u16* __restrict__ xl, const float* __restrict__ xs,
-    float* __restrict__ out, int M, int N, int K, int Mp) {
-  extern __shared__ __align__(16) unsigned char smem[];
+    float* __restrict__ out, int M, int N, int K, int Mp, unsigned char* smem) {
   float* ss = reinterpret_cast<float*>(smem + QS * STAGE_BYTES);
   float* bs = ss + BN;
   const u32 sbase = (u32)__cvta_generic_to_shared(smem);
@@ -119,7 +121,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) qmm_q1_f32(
         const size_t src = (size_t)(m0 + row) * K + 128 * gg + col;
         const u32 dst = sb + (u32)(row * XST + col) * 2u;
         cp16(dst, xh + src, true);
-        cp16(dst + XL, xl + src, true);
+        if (LO) cp16(dst + XL, xl + src, true);
       }
       cp16(sb + WS + 16u * (u32)t, wrow + 4 * gg, nv);
       if (t < 8) cp16(sb + XS + 16u * (u32)t, xs + (size_t)gg * Mp + m0 + 4 * t, true);
@@ -172,14 +174,14 @@ extern "C" __global__ void __launch_bounds__(256, 2) qmm_q1_f32(
         for (int i = 0; i < 2; i++) {
           const u32 a = sb + (u32)((16 * i + (l & 15)) * XST + k) * 2u;
           ldsm_x4(ah[i], a);
-          ldsm_x4(al[i], a + XL);
+          if (LO) ldsm_x4(al[i], a + XL);
         }
         #pragma unroll
         for (int j = 0; j < 4; j++) {
           const u32 u = wd[j] >> (16 * h + 2 * (l & 3));
           const u32 b0 = bits_h2(u & 3u), b1 = bits_h2((u >> 8) & 3u);
           #pragma unroll
-          for (int i = 0; i < 2; i++) { mma16816(P[i][j], ah[i], b0, b1); mma16816(P[i][j], al[i], b0, b1); }
+          for (int i = 0; i < 2; i++) { mma16816(P[i][j], ah[i], b0, b1); if (LO) mma16816(P[i][j], al[i], b0, b1); }
         }
       }
     }
@@ -205,6 +207,14 @@ extern "C" __global__ void __launch_bounds__(256, 2) qmm_q1_f32(
         const int m = m0 + 16 * i + (l >> 2) + 8 * (e >> 1), n = n0 + 32 * wp + 8 * j + 2 * (l & 3) + (e & 1);
         if (m < M && n < N) out[(size_t)m * N + n] = acc[i][j][e];
       }
+}
+extern "C" __global__ void __launch_bounds__(256, 2) qmm_q1_f32(
+    const u32* __restrict__ w, const u16* __restrict__ sc, const u16* __restrict__ bi,
+    const u16* __restrict__ xh, const u16* __restrict__ xl, const float* __restrict__ xs,
+    float* __restrict__ out, int M, int N, int K, int Mp, int lo) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  if (lo) qmm_q1<true>(w, sc, bi, xh, xl, xs, out, M, N, K, Mp, smem);
+  else qmm_q1<false>(w, sc, bi, xh, xl, xs, out, M, N, K, Mp, smem);
 }
 `,
 };

@@ -8,6 +8,8 @@
 // folds into the output accumulator: acc += s * P_g + b * xsum (f32 FMAs; xsum = f32 sum of the
 // group's 128 values of row m). Integer x has x_lo = 0 and all sums exact, so the exact tests match
 // bit for bit. Limit: |x| must stay below 65504 (f16 range of x_hi).
+// lo = 0 (the host's matmul variant "f16"): x_lo is neither written nor multiplied, i.e. x is taken
+// as f16 (half the multiplies; ~1e-3 relative error instead of ~1e-6).
 //
 // Two kernels, as CUDA. qmm_x_split_f32 splits x once per matmul (one simdgroup per row and group:
 // lane l takes columns 4l..4l+3, xsum = warp_sum((v0 + v1) + (v2 + v3))) into xh, xl [Mp][K] (half
@@ -46,7 +48,7 @@ export const qmm_q1_f32: KernelFile = {
 // x [M, K] -> xh, xl [Mp, K] (half bits), xs [G, Mp] (f32 group sums); rows M..Mp-1 as 0.
 kernel void qmm_x_split_f32(
     device const float* x [[buffer(0)]], device u16* xh [[buffer(1)]], device u16* xl [[buffer(2)]], device float* xs [[buffer(3)]],
-    constant int& M [[buffer(4)]], constant int& K [[buffer(5)]], constant int& Mp [[buffer(6)]],
+    constant int& M [[buffer(4)]], constant int& K [[buffer(5)]], constant int& Mp [[buffer(6)]], constant int& lo [[buffer(7)]],
     uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
   PDL_WAIT(); PDL_LAUNCH();
   const int G = K >> 7, l = int(tid3.x) & 31, wg = int(bid.x) * 8 + (int(tid3.x) >> 5);
@@ -59,7 +61,11 @@ kernel void qmm_x_split_f32(
   }
   const ulong o = (ulong)m * K + g * 128 + 4 * l;
   #pragma unroll
-  for (int c = 0; c < 4; c++) { const u16 hi = f2h(v[c]); xh[o + c] = hi; xl[o + c] = f2h(v[c] - h2f(hi)); }
+  for (int c = 0; c < 4; c++) {
+    const u16 hi = f2h(v[c]);
+    xh[o + c] = hi;
+    if (lo) xl[o + c] = f2h(v[c] - h2f(hi));
+  }
   const float s = warp_sum((v[0] + v[1]) + (v[2] + v[3]));
   if (l == 0) xs[(ulong)g * Mp + m] = s;
 }
@@ -68,13 +74,14 @@ kernel void qmm_x_split_f32(
 struct QmmPrefetch { uint2 h[4], lo[4]; float xs; uint4 w; u16 s, b; };
 inline void qmm_load(thread QmmPrefetch& p, device const u32* w, device const u16* sc, device const u16* bi,
                      device const u16* xh, device const u16* xl, device const float* xs,
-                     int N, int K, int Mp, int m0, int n0, int t, int g) {
+                     int N, int K, int Mp, int m0, int n0, int t, int g, int lo) {
   const int l = t & 31, sg = t >> 5, W = K >> 5, G = K >> 7;
   #pragma unroll
   for (int i = 0; i < 4; i++) {
     const ulong o = (ulong)(m0 + sg + 8 * i) * K + g * 128 + 4 * l; // < Mp rows: always there
     p.h[i] = *reinterpret_cast<device const uint2*>(xh + o);
-    p.lo[i] = *reinterpret_cast<device const uint2*>(xl + o);
+    p.lo[i] = uint2(0u, 0u);
+    if (lo) p.lo[i] = *reinterpret_cast<device const uint2*>(xl + o);
   }
   p.xs = t < BM ? xs[(ulong)g * Mp + m0 + t] : 0.f;
   const int n = n0 + t;
@@ -90,6 +97,7 @@ kernel void qmm_q1_f32(
     device const u16* xh [[buffer(3)]], device const u16* xl [[buffer(4)]], device const float* xs [[buffer(5)]],
     device float* out [[buffer(6)]],
     constant int& M [[buffer(7)]], constant int& N [[buffer(8)]], constant int& K [[buffer(9)]], constant int& Mp [[buffer(10)]],
+    constant int& lo [[buffer(11)]],
     uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
   PDL_WAIT(); PDL_LAUNCH();
   threadgroup half th[BM * XST]; // the group's x_hi tile
@@ -109,7 +117,7 @@ kernel void qmm_q1_f32(
       #pragma unroll
       for (int e = 0; e < 2; e++) acc[i][j][e] = 0.f;
 
-  qmm_load(pf, w, sc, bi, xh, xl, xs, N, K, Mp, m0, n0, t, 0);
+  qmm_load(pf, w, sc, bi, xh, xl, xs, N, K, Mp, m0, n0, t, 0, lo);
   for (int g = 0; g < G; g++) {
     threadgroup_barrier(mem_flags::mem_threadgroup); // the previous group's tiles fully read
     #pragma unroll
@@ -126,7 +134,7 @@ kernel void qmm_q1_f32(
     ws[t * 4 + 0] = pf.w.x; ws[t * 4 + 1] = pf.w.y; ws[t * 4 + 2] = pf.w.z; ws[t * 4 + 3] = pf.w.w;
     ss[t] = h2f(pf.s); bs[t] = h2f(pf.b);
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    if (g + 1 < G) qmm_load(pf, w, sc, bi, xh, xl, xs, N, K, Mp, m0, n0, t, g + 1);
+    if (g + 1 < G) qmm_load(pf, w, sc, bi, xh, xl, xs, N, K, Mp, m0, n0, t, g + 1, lo);
 
     simdgroup_float8x8 P[4][4];
     #pragma unroll
@@ -139,7 +147,7 @@ kernel void qmm_q1_f32(
       #pragma unroll
       for (int i = 0; i < 4; i++) {
         simdgroup_load(ah[i], &th[8 * i * XST + 8 * kk], XST);
-        simdgroup_load(al[i], &tl[8 * i * XST + 8 * kk], XST);
+        if (lo) simdgroup_load(al[i], &tl[8 * i * XST + 8 * kk], XST);
       }
       #pragma unroll
       for (int j = 0; j < 4; j++) {
@@ -149,7 +157,7 @@ kernel void qmm_q1_f32(
         #pragma unroll
         for (int i = 0; i < 4; i++) {
           simdgroup_multiply_accumulate(P[i][j], ah[i], B[j], P[i][j]);
-          simdgroup_multiply_accumulate(P[i][j], al[i], B[j], P[i][j]);
+          if (lo) simdgroup_multiply_accumulate(P[i][j], al[i], B[j], P[i][j]);
         }
       }
     }

@@ -62,10 +62,29 @@ describe("metal backend host code (fake shim) vs CPU", () => {
     });
   }
 
-  test("matmul M=17 N=67 K=1152 (tails): exact", async () => {
+  test("matmul M=17 N=67 K=1152 (tails): exact, both matmul variants", async () => {
     const rng = new Rng(17), w = exactQ1(rng, 67, 1152, true), x = smallInts(rng, 17 * 1152);
-    const [g, c] = await both((b) => { const o = b.alloc(17 * 67); b.matmul(o, b.upload(x), b.uploadQ1(w), 17); return o; });
-    expect(maxAbsDiff(g, c)).toBe(0);
+    for (const v of gpu.kernelVariants.matmul) {
+      gpu.setKernelVariant("matmul", v);
+      const [g, c] = await both((b) => { const o = b.alloc(17 * 67); b.matmul(o, b.upload(x), b.uploadQ1(w), 17); return o; });
+      expect([v, maxAbsDiff(g, c)]).toEqual([v, 0]);
+    }
+    gpu.setKernelVariant("matmul", "hilo");
+  });
+
+  test("matmul with random x: the host passes lo, so f16 drops x_lo and hilo keeps it", async () => {
+    const rng = new Rng(18), w = exactQ1(rng, 40, 256, true), x = floats(rng, 24 * 256);
+    const err = (v: string) => async () => {
+      gpu.setKernelVariant("matmul", v);
+      const [g, c] = await both((b) => { const o = b.alloc(24 * 40); b.matmul(o, b.upload(x), b.uploadQ1(w), 24); return o; });
+      return maxAbsDiff(g, c) / Math.max(...Array.from(c, Math.abs));
+    };
+    const hilo = await err("hilo")(), f16 = await err("f16")();
+    gpu.setKernelVariant("matmul", "hilo");
+    expect(hilo).toBeLessThanOrEqual(1e-5);
+    expect(f16).toBeGreaterThan(10 * hilo);
+    expect(f16).toBeLessThanOrEqual(1e-3);
+    expect(() => gpu.setKernelVariant("matmul", "int8")).toThrow(/matmul=hilo\|f16/);
   });
 
   test("embed, rmsnorm in place, swiglu, add", async () => {

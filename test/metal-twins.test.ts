@@ -110,6 +110,7 @@ describe("Metal kernels twin the CUDA kernels", () => {
       { why: "x halves stored to threadgroup memory one by one (CUDA's cp.async copies 16 bytes)", d: { for: 1, unroll: 1 } },
       { why: "no cp.async on Apple GPUs: each group's tiles are staged through registers one group ahead and written to threadgroup memory between two barriers (CUDA: one barrier per group, the next two groups' copies in flight)", d: { barrier: 1, if: -1 } },
       { why: "qmm_x_split_f32 loads x with scalar loads only (CUDA takes one 16-byte load when the row is aligned)", d: { if: -1 } },
+      { why: "lo (matmul variant) tested at run time; CUDA instantiates the body for lo = 0 and 1 and picks one per launch", d: { if: -1 } },
     ],
     "sample_f32.ts": [{
       why: "argmax_f32: no 64-bit atomic max in Metal; simdgroup maxima meet in threadgroup memory (+1 barrier, loop, branch) and the 64-bit key is shuffled as two halves (+1 shuffle)",

@@ -7,6 +7,7 @@ import { exactQ1, smallInts } from "./helpers.ts";
 import { bmmaSmemPlan, QMV_BMMA_SMEM_CAP, QMV_BMMA_SOLO_SMEM } from "../cuda/qmv_q1_bmma.ts";
 import { soloSmem } from "../src/backend/cuda/solo.ts";
 import { ccReason } from "../src/backend/cuda/device.ts";
+import { matmulVariantFromEnv } from "../src/backend/checks.ts";
 
 function naive(w: Q1Host, x: Float32Array, M: number): Float32Array {
   const d = dequantQ1(w), out = new Float32Array(M * w.rows);
@@ -91,5 +92,21 @@ describe("CUDA backend: the GPUs it runs on (ccReason, no GPU needed)", () => {
   test("sm_80 and newer run; a Turing card gets a sentence naming it and what is needed", () => {
     for (const [arch, major] of [["sm_80", 8], ["sm_86", 8], ["sm_90", 9], ["sm_120", 12]] as const) expect(ccReason({ name: "GPU", arch, ccMajor: major })).toBeNull();
     expect(ccReason({ name: "Tesla T4", arch: "sm_75", ccMajor: 7 })).toBe("Tesla T4 is sm_75; bunsai's CUDA kernels need compute capability 8.0 or newer (Ampere, Ada, Hopper, Blackwell)");
+  });
+});
+
+describe("BUNSAI_QMM_X: how the prefill matmul takes x (matmulVariantFromEnv, no GPU needed)", () => {
+  test("unset: hilo; hilo or f16 as given; anything else is refused naming the variable and the choices", () => {
+    const prev = process.env.BUNSAI_QMM_X;
+    try {
+      delete process.env.BUNSAI_QMM_X;
+      expect(matmulVariantFromEnv()).toBe("hilo");
+      process.env.BUNSAI_QMM_X = "f16";
+      expect(matmulVariantFromEnv()).toBe("f16");
+      process.env.BUNSAI_QMM_X = "fp8";
+      expect(() => matmulVariantFromEnv()).toThrow('BUNSAI_QMM_X must be one of hilo, f16, got "fp8"');
+    } finally {
+      if (prev === undefined) delete process.env.BUNSAI_QMM_X; else process.env.BUNSAI_QMM_X = prev;
+    }
   });
 });

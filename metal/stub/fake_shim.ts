@@ -228,7 +228,7 @@ function run(d: Dispatch): void {
       return;
     }
     case "qmm_x_split_f32": {
-      const x = a.f32(0), xh = a.f16(1), xl = a.f16(2), xs = a.f32(3), M = a.int(4), K = a.int(5), Mp = a.int(6), G = K / 128;
+      const x = a.f32(0), xh = a.f16(1), xl = a.f16(2), xs = a.f32(3), M = a.int(4), K = a.int(5), Mp = a.int(6), lo = a.int(7), G = K / 128;
       need(d, bx === 256 && gx === Math.ceil((Mp * G) / 8) && Mp % QMM_BM === 0 && Mp >= M && K % 128 === 0, "one simdgroup per (row, group) of Mp = M rounded up to BM rows");
       for (let m = 0; m < Mp; m++) {
         for (let g = 0; g < G; g++) {
@@ -236,7 +236,7 @@ function run(d: Dispatch): void {
           for (let k = g * 128; k < g * 128 + 128; k++) {
             const v = m < M ? x[m * K + k]! : 0;
             xh[m * K + k] = v; // Float16Array rounds to nearest even, as cvt.rn.f16.f32
-            xl[m * K + k] = f(v - xh[m * K + k]!);
+            if (lo) xl[m * K + k] = f(v - xh[m * K + k]!);
             sum += v;
           }
           xs[g * Mp + m] = f(sum);
@@ -246,7 +246,7 @@ function run(d: Dispatch): void {
     }
     case "qmm_q1_f32": {
       const w = a.u32(0), sc = a.f16(1), bi = a.f16(2), xh = a.f16(3), xl = a.f16(4), xs = a.f32(5), out = a.f32(6);
-      const M = a.int(7), N = a.int(8), K = a.int(9), Mp = a.int(10), G = K / 128;
+      const M = a.int(7), N = a.int(8), K = a.int(9), Mp = a.int(10), lo = a.int(11), G = K / 128;
       need(d, bx === 256 && gx === Math.ceil(N / QMM_BN) && gy === Mp / QMM_BM && Mp === Math.ceil(M / QMM_BM) * QMM_BM, `${QMM_BM}x${QMM_BN} tiles (m x n) of 256 threads over Mp rows`);
       need(d, K % 128 === 0, "K a multiple of 128 (one group per step)");
       for (let m = 0; m < M; m++) {
@@ -254,7 +254,7 @@ function run(d: Dispatch): void {
           let acc = 0;
           for (let g = 0; g < G; g++) {
             let ones = 0;
-            for (let k = g * 128; k < g * 128 + 128; k++) if ((w[n * (K / 32) + (k >> 5)]! >>> (k & 31)) & 1) ones += xh[m * K + k]! + xl[m * K + k]!;
+            for (let k = g * 128; k < g * 128 + 128; k++) if ((w[n * (K / 32) + (k >> 5)]! >>> (k & 31)) & 1) ones += xh[m * K + k]! + (lo ? xl[m * K + k]! : 0);
             acc += sc[n * G + g]! * ones + bi[n * G + g]! * xs[g * Mp + m]!;
           }
           out[m * N + n] = acc;

@@ -36,7 +36,12 @@ struct half {
 };
 
 // ---- vector types (members and operators we use) --------------------------------------------------
-struct uint2 { uint x, y; };
+struct uint2 {
+  uint x, y;
+  uint2() = default;
+  explicit uint2(uint);
+  uint2(uint, uint);
+};
 struct uint3 { uint x, y, z; };
 struct uint4 {
   uint x, y, z, w;

@@ -6,8 +6,8 @@
 export const KERNEL_SIGS: Readonly<Record<string, string>> = {
   qmv_q1_f32: "pppppii",
   qmv_q1_f32_legacy: "pppppii",
-  qmm_x_split_f32: "ppppiii",
-  qmm_q1_f32: "pppppppiiii",
+  qmm_x_split_f32: "ppppiiii",
+  qmm_q1_f32: "pppppppiiiii",
   embed_q1_f32: "pppppi",
   rmsnorm_f32: "pppifi",
   add_rmsnorm_f32: "ppppifi",

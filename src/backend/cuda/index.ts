@@ -33,6 +33,7 @@ import { Kernel, type Sig } from "./kernel.ts";
 import { ccReason, cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
 import {
   ATTENTION_VARIANTS, attentionLaunchSpan, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
+  MATMUL_VARIANTS, type MatmulVariant, matmulVariantFromEnv,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
 } from "../checks.ts";
 
@@ -92,9 +93,10 @@ export class CudaBackend implements Backend {
   /** Matvec variants, the default first: on sm_90+ "bmma" (binary tensor cores against x quantized
    *  to 16 bits per 128-group; the norms and SwiGLU before it quantize as they write), else "fast"
    *  (nibble table, exact f32 x); "legacy" (one row per warp). BUNSAI_QMV_KERNEL picks one. */
-  readonly kernelVariants: { matvec: readonly MatvecVariant[]; attention: readonly AttentionVariant[] };
+  readonly kernelVariants: { matvec: readonly MatvecVariant[]; attention: readonly AttentionVariant[]; matmul: readonly MatmulVariant[] };
   private matvecVariant: MatvecVariant;
   private attentionVariant = attentionVariantFromEnv(); // the partials' merge (checks.ts longMerge)
+  private matmulVariant = matmulVariantFromEnv(); // how qmm_q1_f32 takes x (checks.ts MatmulVariant)
   private readonly ctx: bigint;
   private readonly modules: bigint[] = [];
   private readonly k: Record<string, Kernel> = {};
@@ -164,7 +166,7 @@ export class CudaBackend implements Backend {
       if (kf === qmm_q1_f32) this.cu.setMaxDynamicShared(this.k.qmm_q1_f32!.fn, Math.max(qmm_q1_f32.smem, this.qmmSoloSmem));
       if (kf === qmv_q1_bmma && this.bmmaPlan.bmma) this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, this.bmmaPlan.maxDynamic);
     }
-    this.kernelVariants = { matvec: this.bmmaPlan.bmma ? ["bmma", "fast", "legacy"] : ["fast", "legacy"], attention: ATTENTION_VARIANTS };
+    this.kernelVariants = { matvec: this.bmmaPlan.bmma ? ["bmma", "fast", "legacy"] : ["fast", "legacy"], attention: ATTENTION_VARIANTS, matmul: MATMUL_VARIANTS };
     const env = process.env.BUNSAI_QMV_KERNEL;
     if (env !== undefined && !this.kernelVariants.matvec.includes(env as MatvecVariant)) {
       throw new Error(`BUNSAI_QMV_KERNEL must be one of ${this.kernelVariants.matvec.join(", ")} on ${rt.dev.arch}, got "${env}"`);
@@ -369,10 +371,11 @@ export class CudaBackend implements Backend {
       this.qmmX = this.rawAlloc(need);
     }
     const xh = this.qmmX.ptr, xl = xh + BigInt(half), xs = xl + BigInt(half);
-    this.k.qmm_x_split_f32!.launch([ceil(Mp * G, 8), 1, 1], [256, 1, 1], 0, this.stream, xb.ptr, xh, xl, xs, M, K, Mp);
+    const lo = this.matmulVariant === "hilo" ? 1 : 0;
+    this.k.qmm_x_split_f32!.launch([ceil(Mp * G, 8), 1, 1], [256, 1, 1], 0, this.stream, xb.ptr, xh, xl, xs, M, K, Mp, lo);
     // a grid that fits one block per SM gets one block per SM (solo.ts): 1.7B down 5.1 -> 3.0 ms a prefill
     const grid: [number, number, number] = [ceil(N, QMM_BN), Mp / QMM_BM, 1], solo = grid[0] * grid[1] <= this.info.sms;
-    this.k.qmm_q1_f32!.launch(grid, [256, 1, 1], solo ? Math.max(qmm_q1_f32.smem, this.qmmSoloSmem) : qmm_q1_f32.smem, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xh, xl, xs, o.ptr, M, N, K, Mp);
+    this.k.qmm_q1_f32!.launch(grid, [256, 1, 1], solo ? Math.max(qmm_q1_f32.smem, this.qmmSoloSmem) : qmm_q1_f32.smem, this.stream, q.words.ptr, q.scales.ptr, q.biases.ptr, xh, xl, xs, o.ptr, M, N, K, Mp, lo);
   }
 
   /** y[N] = W x for one row (pointers already checked by the caller). */
@@ -562,8 +565,9 @@ export class CudaBackend implements Backend {
   setKernelVariant(op: string, variant: string): void {
     const known = Object.hasOwn(this.kernelVariants, op) ? (this.kernelVariants[op as keyof typeof this.kernelVariants] as readonly string[]) : undefined;
     if (!known || !known.includes(variant)) {
-      throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=${this.kernelVariants.matvec.join("|")}, attention=${ATTENTION_VARIANTS.join("|")}`);
+      throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=${this.kernelVariants.matvec.join("|")}, attention=${ATTENTION_VARIANTS.join("|")}, matmul=${MATMUL_VARIANTS.join("|")}`);
     }
+    if (op === "matmul") this.matmulVariant = variant as MatmulVariant; // prefill passes are never captured
     if (op === "matvec" && variant !== this.matvecVariant) { this.invalidateGraphs(); this.matvecVariant = variant as MatvecVariant; }
     if (op === "attention" && variant !== this.attentionVariant) { this.invalidateGraphs(); this.attentionVariant = variant as AttentionVariant; }
   }

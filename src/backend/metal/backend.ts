@@ -25,6 +25,7 @@ import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from
 import { loadKernels, SIGS } from "./kernels.ts";
 import {
   ATTENTION_VARIANTS, attentionLaunchSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
+  MATMUL_VARIANTS, type MatmulVariant, matmulVariantFromEnv,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
 } from "../checks.ts";
 
@@ -65,11 +66,12 @@ export class MetalBackend implements Backend {
   readonly name = "metal" as const;
   readonly device: string;
   readonly dev: MetalDevice;
-  readonly kernelVariants = { matvec: ["fast", "legacy"], attention: ATTENTION_VARIANTS } as const;
+  readonly kernelVariants = { matvec: ["fast", "legacy"], attention: ATTENTION_VARIANTS, matmul: MATMUL_VARIANTS } as const;
   /** GPU milliseconds of the command buffers waited on by the last read / sampleToken. */
   lastGpuMs = 0;
   private matvecVariant: "fast" | "legacy";
   private attentionVariant = attentionVariantFromEnv(); // the partials' merge (checks.ts longMerge)
+  private matmulVariant = matmulVariantFromEnv(); // how qmm_q1_f32 takes x (checks.ts MatmulVariant)
   private cmd: ReturnType<MetalDevice["newCommands"]> | null = null;
   private readonly inflight: ReturnType<MetalDevice["newCommands"]>[] = [];
   // step state: host copy (for validation) and the device buffers kernels read
@@ -316,8 +318,9 @@ export class MetalBackend implements Backend {
     }
     const xh: Arg = { buf: this.qmmX, offset: 0, bytes: half }, xl: Arg = { buf: this.qmmX, offset: half, bytes: half };
     const xs: Arg = { buf: this.qmmX, offset: 2 * half, bytes: 4 * G * Mp };
-    this.launch("qmm_x_split_f32", [ceil(Mp * G, 8), 1, 1], [256, 1, 1], [this.region(xb, M * K), xh, xl, xs, i32(M), i32(K), i32(Mp)]);
-    this.launch("qmm_q1_f32", [ceil(N, QMM_BN), Mp / QMM_BM, 1], [256, 1, 1], [q.words, q.scales, q.biases, xh, xl, xs, this.region(o, M * N), i32(M), i32(N), i32(K), i32(Mp)]);
+    const lo = i32(this.matmulVariant === "hilo" ? 1 : 0);
+    this.launch("qmm_x_split_f32", [ceil(Mp * G, 8), 1, 1], [256, 1, 1], [this.region(xb, M * K), xh, xl, xs, i32(M), i32(K), i32(Mp), lo]);
+    this.launch("qmm_q1_f32", [ceil(N, QMM_BN), Mp / QMM_BM, 1], [256, 1, 1], [q.words, q.scales, q.biases, xh, xl, xs, this.region(o, M * N), i32(M), i32(N), i32(K), i32(Mp), lo]);
   }
 
   qkNormRopeAppend(
@@ -419,7 +422,8 @@ export class MetalBackend implements Backend {
   setKernelVariant(op: string, variant: string): void {
     if (op === "matvec" && (variant === "fast" || variant === "legacy")) this.matvecVariant = variant;
     else if (op === "attention" && (ATTENTION_VARIANTS as readonly string[]).includes(variant)) this.attentionVariant = variant as AttentionVariant;
-    else throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=fast|legacy, attention=${ATTENTION_VARIANTS.join("|")}`);
+    else if (op === "matmul" && (MATMUL_VARIANTS as readonly string[]).includes(variant)) this.matmulVariant = variant as MatmulVariant;
+    else throw new Error(`setKernelVariant: unknown variant ${op}=${variant}; known: matvec=fast|legacy, attention=${ATTENTION_VARIANTS.join("|")}, matmul=${MATMUL_VARIANTS.join("|")}`);
   }
 
   dispose(): void {
