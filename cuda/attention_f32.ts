@@ -19,6 +19,9 @@
 // - Values: each thread loads its V rows once and accumulates e * v for its 8 dims and all G heads
 //   in registers; then, head by head, the PPB position groups are summed through shared memory.
 //   The block writes [m, l, acc[0..D-1]] per head to part[t][h][s].
+// Queries in sub-batches (the host's budget for the partials, ATT_PARTIALS_MAX): every kernel takes
+// t0, the sub-batch's first query; q, part and out are the host's pointers to that sub-batch, so
+// blockIdx (z, or y in the merges) is the query within it and len = pos + t0 + blockIdx + 1.
 // Stage 2, attention_combine_f32: grid (nHeads, T), block D threads; thread d merges the
 // ceil(len / 32) partials: M = max m_s, out[d] = sum acc_s[d] e^(m_s - M) / sum l_s e^(m_s - M).
 // attention_combine_long_f32, the same merge for long sequences (the host takes it once a step ends
@@ -182,13 +185,13 @@ __device__ __forceinline__ void attention_partial(
 // 1.7B 6.4 -> 4.8 ms; 8B decode at 8k context 2,726 -> 2,529 us per token; short context unchanged.
 extern "C" __global__ void __launch_bounds__(NT, 7) attention_partial_f32(
     const float* __restrict__ q, const u16* __restrict__ kc, const u16* __restrict__ vc, float* __restrict__ part,
-    const int* __restrict__ step, int nH, int nKv, int D, int S) {
+    const int* __restrict__ step, int nH, int nKv, int D, int S, int t0) {
   // (PDL_WAIT comes inside, after the loads that need none: step is written by a copy before the
   // step's first kernel, and a block past len touches nothing)
   __shared__ float sc[MAXG][CHUNK];
   __shared__ float sm[MAXG], sl[MAXG];
   __shared__ float red[NT / 32 * 32 / 8][256 + 4]; // [position group][dim], padded
-  const int P = step[STEP_POS], len = P + blockIdx.z + 1;
+  const int P = step[STEP_POS], len = P + t0 + blockIdx.z + 1;
   if ((int)blockIdx.x * CHUNK >= len) return; // the whole block: no barrier is skipped
   // GM: the smallest of 1, 2, 4, 8 holding the group G = nH / nKv (registers are sized by GM)
   const int G = nH / nKv;
@@ -200,10 +203,10 @@ extern "C" __global__ void __launch_bounds__(NT, 7) attention_partial_f32(
 }
 
 extern "C" __global__ void attention_combine_f32(const float* __restrict__ part, float* __restrict__ out,
-                                                 const int* __restrict__ step, int nH, int D, int S) {
+                                                 const int* __restrict__ step, int nH, int D, int S, int t0) {
   PDL_WAIT(); PDL_LAUNCH();
   const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
-  const int len = step[STEP_POS] + t + 1;
+  const int len = step[STEP_POS] + t0 + t + 1;
   const int ns = (len + CHUNK - 1) / CHUNK;
   const float* base = part + ((size_t)t * nH + h) * S * (D + 2);
   float M = NEG_INF;
@@ -262,12 +265,12 @@ __device__ __forceinline__ void combine_long(const float* __restrict__ part, flo
 }
 
 extern "C" __global__ void __launch_bounds__(1024) attention_combine_long_f32(
-    const float* __restrict__ part, float* __restrict__ out, const int* __restrict__ step, int nH, int D, int S) {
+    const float* __restrict__ part, float* __restrict__ out, const int* __restrict__ step, int nH, int D, int S, int t0) {
   PDL_WAIT(); PDL_LAUNCH();
   __shared__ float w[WCAP];
   __shared__ float sh[32];
   __shared__ float red[QS - 1][256];
-  const int len = step[STEP_POS] + blockIdx.y + 1, Q = blockDim.x / D; // the host launches Q = 8, 4 or 2
+  const int len = step[STEP_POS] + t0 + blockIdx.y + 1, Q = blockDim.x / D; // the host launches Q = 8, 4 or 2
   if (Q == 8) combine_long<8>(part, out, len, blockIdx.x, blockIdx.y, nH, D, S, w, sh, red);
   else if (Q == 4) combine_long<4>(part, out, len, blockIdx.x, blockIdx.y, nH, D, S, w, sh, red);
   else combine_long<2>(part, out, len, blockIdx.x, blockIdx.y, nH, D, S, w, sh, red);

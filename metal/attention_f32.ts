@@ -18,6 +18,9 @@
 // - Values: each thread loads its V rows once and accumulates e * v for its 8 dims and all G heads
 //   in registers; then, head by head, the PPB position groups are summed through threadgroup memory.
 //   The threadgroup writes [m, l, acc[0..D-1]] per head to part[t][h][s].
+// Queries in sub-batches (the host's budget for the partials, as CUDA): every kernel takes t0, the
+// sub-batch's first query; q, part and out are bound at that sub-batch, so the threadgroup index (z,
+// or y in the merges) is the query within it and len = pos + t0 + index + 1.
 // Stage 2, attention_combine_f32: grid (nHeads, T), threadgroup D threads; thread d merges the
 // ceil(len / 32) partials: M = max m_s, out[d] = sum acc_s[d] e^(m_s - M) / sum l_s e^(m_s - M).
 // attention_combine_long_f32 (the host takes it once a step ends past ATT_LONG positions): the same
@@ -177,14 +180,14 @@ kernel void attention_partial_f32(
     device const float* q [[buffer(0)]], device const u16* kc [[buffer(1)]], device const u16* vc [[buffer(2)]],
     device float* part [[buffer(3)]], device const int* step [[buffer(4)]],
     constant int& nH [[buffer(5)]], constant int& nKv [[buffer(6)]], constant int& D [[buffer(7)]],
-    constant int& S [[buffer(8)]],
+    constant int& S [[buffer(8)]], constant int& t0 [[buffer(9)]],
     uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
   // (PDL_WAIT comes inside, after the loads that need none, as in the CUDA twin)
   // position builtins are all uint3 here: MSL wants one vector width across them
   threadgroup float sc[MAXG][CHUNK];
   threadgroup float sm[MAXG], sl[MAXG];
   threadgroup float red[NT / 32 * 32 / 8][256 + 4]; // [position group][dim], padded
-  const int P = step[STEP_POS], len = P + int(bid.z) + 1;
+  const int P = step[STEP_POS], len = P + t0 + int(bid.z) + 1;
   if (int(bid.x) * CHUNK >= len) return; // the whole threadgroup: no barrier is skipped
   // GM: the smallest of 1, 2, 4, 8 holding the group G = nH / nKv (registers are sized by GM)
   const int G = nH / nKv;
@@ -197,12 +200,12 @@ kernel void attention_partial_f32(
 
 kernel void attention_combine_f32(device const float* part [[buffer(0)]], device float* out [[buffer(1)]],
                                   device const int* step [[buffer(2)]], constant int& nH [[buffer(3)]],
-                                  constant int& D [[buffer(4)]], constant int& S [[buffer(5)]],
+                                  constant int& D [[buffer(4)]], constant int& S [[buffer(5)]], constant int& t0 [[buffer(6)]],
                                   uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]]) {
   PDL_WAIT(); PDL_LAUNCH();
   // position builtins are all uint3 here: MSL wants one vector width across them
   const int h = int(bid.x), t = int(bid.y), d = int(tid3.x);
-  const int len = step[STEP_POS] + t + 1;
+  const int len = step[STEP_POS] + t0 + t + 1;
   const int ns = (len + CHUNK - 1) / CHUNK;
   device const float* base = part + ((ulong)t * nH + h) * S * (D + 2);
   float M = NEG_INF;
@@ -261,14 +264,14 @@ inline void combine_long(device const float* part, device float* out, int len, i
 
 kernel void attention_combine_long_f32(device const float* part [[buffer(0)]], device float* out [[buffer(1)]],
                                        device const int* step [[buffer(2)]], constant int& nH [[buffer(3)]],
-                                       constant int& D [[buffer(4)]], constant int& S [[buffer(5)]],
+                                       constant int& D [[buffer(4)]], constant int& S [[buffer(5)]], constant int& t0 [[buffer(6)]],
                                        uint3 tid3 [[thread_position_in_threadgroup]], uint3 bid [[threadgroup_position_in_grid]],
                                        uint3 bdim3 [[threads_per_threadgroup]]) {
   PDL_WAIT(); PDL_LAUNCH();
   threadgroup float w[WCAP];
   threadgroup float sh[32];
   threadgroup float red[QS - 1][256];
-  const int len = step[STEP_POS] + int(bid.y) + 1, Q = int(bdim3.x) / D; // the host launches Q = 8, 4 or 2
+  const int len = step[STEP_POS] + t0 + int(bid.y) + 1, Q = int(bdim3.x) / D; // the host launches Q = 8, 4 or 2
   if (Q == 8) combine_long<8>(part, out, len, int(bid.x), int(bid.y), nH, D, S, w, sh, red, tid3.x, bdim3.x);
   else if (Q == 4) combine_long<4>(part, out, len, int(bid.x), int(bid.y), nH, D, S, w, sh, red, tid3.x, bdim3.x);
   else combine_long<2>(part, out, len, int(bid.x), int(bid.y), nH, D, S, w, sh, red, tid3.x, bdim3.x);

@@ -3,7 +3,7 @@
 // sequence doubles past 4096. No GPU needed.
 
 import { describe, expect, test } from "bun:test";
-import { ATT_SPAN_MIN, attentionLaunchSpan, attentionSpan, longMergePerDim } from "../src/backend/checks.ts";
+import { ATT_PARTIALS_MAX, ATT_SPAN_MIN, attentionLaunchSpan, attentionRowsPerBatch, attentionSpan, longMergePerDim } from "../src/backend/checks.ts";
 
 describe("attentionSpan", () => {
   test("covers the step's end, in powers of two from 4096, never more than the cache", () => {
@@ -26,6 +26,14 @@ describe("attentionSpan", () => {
     expect(attentionLaunchSpan(520, 512, 512)).toBe(512);
     expect(attentionLaunchSpan(32768, 513, 1)).toBe(4096);
     expect(attentionLaunchSpan(832, 17, 1)).toBe(832);
+  });
+  test("queries per attention sub-batch: as many as the partials budget holds, at least 1, at most T", () => {
+    const perRow = (S: number) => 4 * 32 * S * 130; // the 8B: 32 heads, head_dim 128
+    expect(attentionRowsPerBatch(512, 32, 16, 128, ATT_PARTIALS_MAX)).toBe(512); // a 512-token prompt: one batch
+    expect(attentionRowsPerBatch(512, 32, 1024, 128, ATT_PARTIALS_MAX)).toBe(Math.floor(ATT_PARTIALS_MAX / perRow(1024))); // at 32k: 31 (17 MB each)
+    expect(attentionRowsPerBatch(512, 32, 1024, 128, ATT_PARTIALS_MAX)).toBe(31);
+    expect(attentionRowsPerBatch(1, 32, 1 << 20, 128, ATT_PARTIALS_MAX)).toBe(1); // never 0
+    expect(attentionRowsPerBatch(7, 4, 2, 64, 10 ** 9)).toBe(7);
   });
   // attention_combine_long_f32 is instantiated for 8, 4 and 2 threads per dim: any other count
   // would make its threads sum overlapping partials

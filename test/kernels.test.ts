@@ -370,6 +370,38 @@ for (const name of GPUS) {
       });
     }
 
+    // A prefill pass whose partials would exceed the backend's budget runs its queries in
+    // sub-batches (t0 offsets); here a budget of ~3 queries' partials for a 40-query pass.
+    t("attention in sub-batches of queries (a tiny partials budget): equals the CPU, and the one-batch run", async () => {
+      const shape = { nHeads: 8, nKvHeads: 2, headDim: 128 }, { nHeads, nKvHeads, headDim: D } = shape, r = rope("8b");
+      const rng = new Rng(4030), fill = 30, T = 40, ctx = 80;
+      const qn = floats(rng, D, 1).map((v) => 1 + 0.25 * v), kn = floats(rng, D, 1).map((v) => 1 + 0.25 * v);
+      const fq = floats(rng, fill * nHeads * D, 2), fk = floats(rng, fill * nKvHeads * D, 2), fv = floats(rng, fill * nKvHeads * D, 2);
+      const q = floats(rng, T * nHeads * D, 2), k = floats(rng, T * nKvHeads * D, 2), v = floats(rng, T * nKvHeads * D, 2);
+      const run = async (b: Backend) => {
+        const cache = b.allocKV(1, ctx, nKvHeads, D), qnb = b.upload(qn), knb = b.upload(kn);
+        b.setStep(0, new Int32Array(fill));
+        b.qkNormRopeAppend(b.upload(fq), b.upload(fk), b.upload(fv), qnb, knb, 1e-6, r, shape, cache, 0, fill);
+        b.setStep(fill, new Int32Array(T));
+        const qb = b.upload(q), o = b.alloc(T * nHeads * D);
+        b.qkNormRopeAppend(qb, b.upload(k), b.upload(v), qnb, knb, 1e-6, r, shape, cache, 0, T);
+        b.attention(o, qb, shape, cache, 0, T);
+        return b.read(o);
+      };
+      const budgeted = gpu as Backend & { attPartialsMax?: number };
+      if (budgeted.attPartialsMax === undefined) return void console.log("kernels.test: this backend has no partials budget");
+      const want = await run(cpu), whole = await run(gpu);
+      const keep = budgeted.attPartialsMax;
+      budgeted.attPartialsMax = 3 * 4 * nHeads * Math.ceil((fill + T) / 32) * (D + 2); // 3 queries per batch
+      try {
+        const got = await run(gpu);
+        expect(maxAbsDiff(got, want)).toBeLessThanOrEqual(5e-3);
+        expect(maxAbsDiff(got, whole)).toBe(0); // the same math per query
+      } finally {
+        budgeted.attPartialsMax = keep;
+      }
+    });
+
     // ---- sampling on the device ----------------------------------------------------------------
     const sampling: [SamplingParams, number][] = [
       [{ temperature: 0, topK: 0, topP: 1 }, 0],

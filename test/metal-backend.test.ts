@@ -165,6 +165,36 @@ describe("metal backend host code (fake shim) vs CPU", () => {
     });
   }
 
+  test("attention in sub-batches of queries (a partials budget of 2 queries): equals the CPU; a partial and a merge per sub-batch", async () => {
+    const rng = new Rng(2024), D = 64, fill = 20, T = 9, ctx = 40;
+    const qn = floats(rng, D).map((v) => 1 + 0.25 * v), kn = floats(rng, D).map((v) => 1 + 0.25 * v);
+    const steps = [{ pos: 0, T: fill }, { pos: fill, T }].map((s) => ({ ...s, q: floats(rng, s.T * 4 * D, 2), k: floats(rng, s.T * 2 * D, 2), v: floats(rng, s.T * 2 * D, 2) }));
+    const run = async (b: Backend) => {
+      const cache = b.allocKV(1, ctx, 2, D), qnb = b.upload(qn), knb = b.upload(kn);
+      let q: Buf | null = null, o: Buf | null = null;
+      for (const s of steps) {
+        b.setStep(s.pos, new Int32Array(s.T));
+        q = b.upload(s.q); o = b.alloc(s.T * 4 * D);
+        b.qkNormRopeAppend(q, b.upload(s.k), b.upload(s.v), qnb, knb, 1e-6, rope, shape, cache, 0, s.T);
+      }
+      if (b === gpu) gpu.sync(); // the fake counts dispatches as their command buffer runs
+      const before = fake.stats.dispatches;
+      b.attention(o!, q!, shape, cache, 0, T);
+      if (b === gpu) { gpu.sync(); launches = fake.stats.dispatches - before; }
+      return b.read(o!);
+    };
+    let launches = 0;
+    const keep = gpu.attPartialsMax;
+    gpu.attPartialsMax = 2 * 4 * 4 * Math.ceil((fill + T) / 32) * (D + 2); // two queries' partials
+    try {
+      const got = await run(gpu), want = await run(cpu);
+      expect(maxAbsDiff(got, want)).toBeLessThanOrEqual(5e-3);
+      expect(launches).toBe(2 * Math.ceil(T / 2)); // a partial and a merge per sub-batch of 2
+    } finally {
+      gpu.attPartialsMax = keep;
+    }
+  });
+
   test("sampleToken: greedy and top-k/top-p equal the host definition", async () => {
     const rng = new Rng(11), V = 5000, logits = floats(rng, V, 6), lb = gpu.upload(logits);
     for (const [p, r] of [[{ temperature: 0, topK: 0, topP: 1 }, 0], [{ temperature: 0.8, topK: 40, topP: 0.9 }, 0.3]] as const) {

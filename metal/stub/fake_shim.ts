@@ -309,13 +309,13 @@ function run(d: Dispatch): void {
     }
     case "attention_partial_f32": {
       const q = a.f32(0), kc = a.f16(1), vc = a.f16(2), part = a.f32(3), step = a.i32(4);
-      const nH = a.int(5), nKv = a.int(6), D = a.int(7), S = a.int(8);
-      need(d, gx === S && gy === nKv && gz === step[1] && bx === 128, "grid (S, nKv, T), 128 threads");
+      const nH = a.int(5), nKv = a.int(6), D = a.int(7), S = a.int(8), t0 = a.int(9);
+      need(d, gx === S && gy === nKv && gz >= 1 && t0 >= 0 && t0 + gz <= step[1]! && bx === 128, "grid (S, nKv, queries t0.. of T), 128 threads");
       need(d, [64, 128, 256].includes(D) && nH % nKv === 0 && nH / nKv <= ATT_MAX_GROUP, `D in 64/128/256, at most ${ATT_MAX_GROUP} heads per kv head`);
       need(d, q.byteOffset % 16 === 0, "q 16-byte aligned");
       const scale = 1 / Math.sqrt(D), stride = nKv * D;
       for (let t = 0; t < gz; t++) {
-        const len = step[0]! + t + 1;
+        const len = step[0]! + t0 + t + 1; // q and part are bound at query t0
         for (let h = 0; h < nH; h++) {
           const kvh = Math.floor(h / (nH / nKv)) * D, qo = (t * nH + h) * D;
           for (let s = 0; s < S; s++) {
@@ -341,11 +341,13 @@ function run(d: Dispatch): void {
       }
       return;
     }
-    case "attention_combine_f32": {
-      const part = a.f32(0), out = a.f32(1), step = a.i32(2), nH = a.int(3), D = a.int(4), S = a.int(5);
-      need(d, gx === nH && gy === step[1] && bx === D, "grid (nHeads, T), D threads");
+    case "attention_combine_f32":
+    case "attention_combine_long_f32": { // the same merge (the long one in another order of f32 sums)
+      const part = a.f32(0), out = a.f32(1), step = a.i32(2), nH = a.int(3), D = a.int(4), S = a.int(5), t0 = a.int(6);
+      const threads = d.kernel === "attention_combine_f32" ? bx === D : bx % D === 0 && [2, 4, 8].includes(bx / D);
+      need(d, gx === nH && gy >= 1 && t0 >= 0 && t0 + gy <= step[1]! && threads, "grid (nHeads, queries t0.. of T), D (or 2, 4, 8 x D) threads");
       for (let t = 0; t < gy; t++) {
-        const ns = Math.ceil((step[0]! + t + 1) / ATT_CHUNK);
+        const ns = Math.ceil((step[0]! + t0 + t + 1) / ATT_CHUNK);
         for (let h = 0; h < nH; h++) {
           const base = (t * nH + h) * S * (D + 2);
           let M = -Infinity;

@@ -34,6 +34,14 @@ export function checkMatmul(out: Buf, x: Buf, w: Q1Weight, M: number): void {
 /** Smallest KV span an attention launch covers (see attentionSpan). 4096: on the H200 a 4096-position
  *  grid decoded as fast as an 832-position one (8B 675 vs 672 tok/s, 2026-11-22). */
 export const ATT_SPAN_MIN = 4096;
+/** Most bytes of attention partials (f32 [rows, heads, chunks, headDim + 2]) one launch writes: a
+ *  prefill pass's queries go in sub-batches of at most this much (a 512-row pass at 32k positions
+ *  would take 8.7 GB for the 8B). */
+export const ATT_PARTIALS_MAX = 512 * 2 ** 20;
+/** Queries per attention sub-batch: as many as fit `budget` bytes of partials, at least 1. */
+export function attentionRowsPerBatch(T: number, nHeads: number, chunks: number, headDim: number, budget: number): number {
+  return Math.max(1, Math.min(T, Math.floor(budget / (4 * nHeads * chunks * (headDim + 2)))));
+}
 /** Cache positions an attention launch's grid covers when the step ends at position `end`: at least
  *  `end`, as a power of two from ATT_SPAN_MIN, at most the cache's ctx. A grid sized by the cache
  *  alone made every short step of a 32k-position cache launch 1,024 chunks per kv head, most of them

@@ -15,9 +15,9 @@ export const KERNEL_SIGS: Readonly<Record<string, string>> = {
   add_f32: "pppi",
   copy2d_f32: "ppiiii",
   qk_norm_rope_append_f32: "pppppppppiiiff",
-  attention_partial_f32: "pppppiiii",
-  attention_combine_f32: "pppiii",
-  attention_combine_long_f32: "pppiii",
+  attention_partial_f32: "pppppiiiii",
+  attention_combine_f32: "pppiiii",
+  attention_combine_long_f32: "pppiiii",
   argmax_f32: "pip",
   sample_topk_topp_f32: "piifffp",
 };

@@ -33,7 +33,7 @@ import { Kernel, type Sig } from "./kernel.ts";
 import { ccReason, cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
 import {
   ATTENTION_VARIANTS, attentionLaunchSpan, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
-  MATMUL_VARIANTS, type MatmulVariant, matmulVariantFromEnv,
+  MATMUL_VARIANTS, type MatmulVariant, matmulVariantFromEnv, ATT_PARTIALS_MAX, attentionRowsPerBatch,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
 } from "../checks.ts";
 
@@ -111,6 +111,8 @@ export class CudaBackend implements Backend {
   private stepHost = new Int32Array(0);
   private partials: Alloc | null = null; // attention partials, grown on demand
   private qmmX: Alloc | null = null; // x split for qmm_q1_f32 (xh, xl, xs), grown on demand
+  /** Most bytes of attention partials per launch (checks.ts ATT_PARTIALS_MAX; public for tests). */
+  attPartialsMax = ATT_PARTIALS_MAX;
   private readonly qmmSoloSmem: number; // shared memory that keeps a qmm block alone on its SM (solo.ts), or 0
   /** One block per SM for a bmma matvec that does not follow another (see qmvBmma); off with
    *  BUNSAI_QMV_SOLO=0. Public so the kernel bench can time back-to-back launches without it. */
@@ -467,18 +469,22 @@ export class CudaBackend implements Backend {
     needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
     this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
     const S = ceil(attentionLaunchSpan(c.ctx, this.pos + T, T), ATT_CHUNK); // chunks of the cache this step can reach
-    const need = 4 * T * nHeads * S * (D + 2);
+    // the queries in sub-batches whose partials fit attPartialsMax (one batch in a decode step)
+    const rows = attentionRowsPerBatch(T, nHeads, S, D, this.attPartialsMax), need = 4 * rows * nHeads * S * (D + 2);
     if (!this.partials || this.partials.bytes < need) {
       if (this.partials) this.retired.push(this.partials); // a captured graph may still name it
       this.partials = this.rawAlloc(need);
     }
     if (nHeads / shape.nKvHeads > ATT_MAX_GROUP) throw new Error(`${op}: ${nHeads / shape.nKvHeads} query heads per kv head; the kernel holds at most ${ATT_MAX_GROUP}`);
     if (qb.ptr % 16n !== 0n) throw new Error(`${op}: q must be 16-byte aligned`);
-    this.k.attention_partial_f32!.launch([S, shape.nKvHeads, T], [128, 1, 1], 0, this.stream, qb.ptr, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S);
     const long = longMerge(this.attentionVariant, this.pos + T, ATT_LONG);
     const threads = long ? longMergePerDim(1024, D, ATT_LONG_QS) * D : D; // D is 64, 128 or 256: 8, 8, 4 per dim
-    (long ? this.k.attention_combine_long_f32! : this.k.attention_combine_f32!).launch([nHeads, T, 1], [threads, 1, 1], 0, this.stream,
-      this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, D, S);
+    for (let t0 = 0; t0 < T; t0 += rows) {
+      const n = Math.min(rows, T - t0), off = BigInt(4 * t0 * nHeads * D);
+      this.k.attention_partial_f32!.launch([S, shape.nKvHeads, n], [128, 1, 1], 0, this.stream, qb.ptr + off, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S, t0);
+      (long ? this.k.attention_combine_long_f32! : this.k.attention_combine_f32!).launch([nHeads, n, 1], [threads, 1, 1], 0, this.stream,
+        this.partials.ptr, o.ptr + off, this.stepDev.ptr, nHeads, D, S, t0);
+    }
   }
 
   private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {

@@ -25,7 +25,7 @@ import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from
 import { loadKernels, SIGS } from "./kernels.ts";
 import {
   ATTENTION_VARIANTS, attentionLaunchSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
-  MATMUL_VARIANTS, type MatmulVariant, matmulVariantFromEnv,
+  MATMUL_VARIANTS, type MatmulVariant, matmulVariantFromEnv, ATT_PARTIALS_MAX, attentionRowsPerBatch,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
 } from "../checks.ts";
 
@@ -82,6 +82,8 @@ export class MetalBackend implements Backend {
   private readonly stepBusy: DeviceBuffer[] = []; // referenced by committed or current work
   private partials: DeviceBuffer | null = null; // attention partials, grown on demand
   private qmmX: DeviceBuffer | null = null; // x split for qmm_q1_f32 (xh, xl, xs), grown on demand
+  /** Most bytes of attention partials per launch (checks.ts ATT_PARTIALS_MAX; public for tests). */
+  attPartialsMax = ATT_PARTIALS_MAX;
   private readonly retired: DeviceBuffer[] = []; // outgrown buffers unfinished work may still use
   private readonly ropeTables = new WeakMap<RopeSpec, DeviceBuffer>();
   private readonly wrapped = new WeakMap<ArrayBufferLike, DeviceBuffer | null>();
@@ -353,7 +355,8 @@ export class MetalBackend implements Backend {
     needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
     this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
     const S = ceil(attentionLaunchSpan(c.ctx, this.pos + T, T), ATT_CHUNK); // chunks of the cache this step can reach
-    const need = 4 * T * nHeads * S * (D + 2);
+    // the queries in sub-batches whose partials fit attPartialsMax (one batch in a decode step)
+    const rows = attentionRowsPerBatch(T, nHeads, S, D, this.attPartialsMax), need = 4 * rows * nHeads * S * (D + 2);
     if (!this.partials || this.partials.bytes < need) {
       if (this.partials) this.retired.push(this.partials); // encoded work may still name it
       this.partials = this.dev.alloc(need);
@@ -361,13 +364,17 @@ export class MetalBackend implements Backend {
     if (nHeads / shape.nKvHeads > ATT_MAX_GROUP) throw new Error(`${op}: ${nHeads / shape.nKvHeads} query heads per kv head; the kernel holds at most ${ATT_MAX_GROUP}`);
     if (qb.offset % 16 !== 0) throw new Error(`${op}: q must be 16-byte aligned`);
     const part: Arg = { buf: this.partials, offset: 0, bytes: need }, step = this.stepArg(op);
-    this.launch("attention_partial_f32", [S, shape.nKvHeads, T], [128, 1, 1], [this.region(qb, T * nHeads * D), c.k(layer), c.v(layer), part, step, i32(nHeads), i32(shape.nKvHeads), i32(D), i32(S)]);
     // the long merge: up to ATT_LONG_QS threads per dim (a power of two), as many as the pipeline
     // allows; the serial merge where not even 2 fit
     const perDim = longMergePerDim(this.dev.pipeline("attention_combine_long_f32").maxThreads, D, ATT_LONG_QS);
     const long = longMerge(this.attentionVariant, this.pos + T, ATT_LONG) && perDim > 0;
-    this.launch(long ? "attention_combine_long_f32" : "attention_combine_f32", [nHeads, T, 1], [long ? perDim * D : D, 1, 1],
-      [part, this.region(o, T * nHeads * D), step, i32(nHeads), i32(D), i32(S)]);
+    for (let t0 = 0; t0 < T; t0 += rows) {
+      const n = Math.min(rows, T - t0), qs = this.slice(qb, t0 * nHeads * D, n * nHeads * D) as MetalBuf;
+      const os = this.slice(o, t0 * nHeads * D, n * nHeads * D) as MetalBuf;
+      this.launch("attention_partial_f32", [S, shape.nKvHeads, n], [128, 1, 1], [this.region(qs), c.k(layer), c.v(layer), part, step, i32(nHeads), i32(shape.nKvHeads), i32(D), i32(S), i32(t0)]);
+      this.launch(long ? "attention_combine_long_f32" : "attention_combine_f32", [nHeads, n, 1], [long ? perDim * D : D, 1, 1],
+        [part, this.region(os), step, i32(nHeads), i32(D), i32(S), i32(t0)]);
+    }
   }
 
   private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {
