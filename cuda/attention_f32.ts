@@ -46,10 +46,27 @@ export const ATT_LONG_QS = 8;
 /** Largest GQA group (query heads per kv head) the kernel holds in registers. */
 export const ATT_MAX_GROUP = 8;
 
+/** The serial merge of one query, head and dim from its ns chunk partials at base (stride D + 2):
+ *  attention_combine_f32's body, and cuda/x16_fused.ts's attention_combine_x16_f32's. */
+export const ATT_MERGE = /* cuda */ `
+__device__ __forceinline__ float att_merge(const float* __restrict__ base, int ns, int D, int d) {
+  float M = NEG_INF;
+  for (int s = 0; s < ns; s++) M = fmaxf(M, base[(size_t)s * (D + 2)]);
+  float L = 0.f, a = 0.f;
+  for (int s = 0; s < ns; s++) {
+    const float* p = base + (size_t)s * (D + 2);
+    const float e = expf(p[0] - M);
+    L += p[1] * e;
+    a += p[2 + d] * e;
+  }
+  return a / L;
+}
+`;
+
 export const attention_f32: KernelFile = {
   file: "attention_f32",
   kernels: ["attention_partial_f32", "attention_combine_f32", "attention_combine_long_f32"],
-  source: COMMON + /* cuda */ `
+  source: COMMON + ATT_MERGE + /* cuda */ `
 #define CHUNK ${ATT_CHUNK}
 #define MAXG ${ATT_MAX_GROUP}
 #define NT 128
@@ -207,18 +224,7 @@ extern "C" __global__ void attention_combine_f32(const float* __restrict__ part,
   PDL_WAIT(); PDL_LAUNCH();
   const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
   const int len = step[STEP_POS] + t0 + t + 1;
-  const int ns = (len + CHUNK - 1) / CHUNK;
-  const float* base = part + ((size_t)t * nH + h) * S * (D + 2);
-  float M = NEG_INF;
-  for (int s = 0; s < ns; s++) M = fmaxf(M, base[(size_t)s * (D + 2)]);
-  float L = 0.f, a = 0.f;
-  for (int s = 0; s < ns; s++) {
-    const float* p = base + (size_t)s * (D + 2);
-    const float e = expf(p[0] - M);
-    L += p[1] * e;
-    a += p[2 + d] * e;
-  }
-  out[((size_t)t * nH + h) * D + d] = a / L;
+  out[((size_t)t * nH + h) * D + d] = att_merge(part + ((size_t)t * nH + h) * S * (D + 2), (len + CHUNK - 1) / CHUNK, D, d);
 }
 
 #define WCAP 1024

@@ -2,6 +2,8 @@
 // rmsnorm_x16_f32:     out = rmsnorm(x) * weight                          and xq = x16(out)
 // add_rmsnorm_x16_f32: x += delta; out = rmsnorm(x) * weight              and xq = x16(out)
 // swiglu_x16_f32:      out[i] = gate[i] / (1 + exp(-gate[i])) * up[i]     and xq = x16(out)
+// attention_combine_x16_f32: attention_combine_f32 for one query with head_dim 128, and xq = x16(out)
+//                      (head h is group h), so the o projection needs no prep launch either
 // For one row (decode): the host uses them when the bmma matvec is on and the vector's length is a
 // multiple of 128 up to 12288, so the matvec that follows needs no qmv_x16_prep launch of its own.
 // out is written exactly as rmsnorm_f32 / add_rmsnorm_f32 / swiglu_f32 would (up to the order of
@@ -14,15 +16,19 @@
 // warps as possible): a first pass sums the squares (and writes x += delta), a block sum, then a
 // second pass scales its elements (kept in registers when each warp has one group, dim <= 4096; else
 // read again), writes out and quantizes each group. The norm weights are fetched before the PDL wait.
-// SwiGLU: ceil(G / 8) blocks of 256 threads, one pass.
+// SwiGLU: ceil(G / 8) blocks of 256 threads, one pass. The merge: one block of 128 threads per head
+// (thread d = dim d, cuda/attention_f32.ts att_merge); the head's 128 values meet in shared memory
+// and warp 0 quantizes them.
+
+import { ATT_CHUNK, ATT_MERGE } from "./attention_f32.ts";
 
 import { COMMON, type KernelFile } from "./common.ts";
 import { X16_QUANT } from "./qmv_q1_bmma.ts";
 
 export const x16_fused: KernelFile = {
   file: "x16_fused",
-  kernels: ["rmsnorm_x16_f32", "add_rmsnorm_x16_f32", "swiglu_x16_f32"],
-  source: COMMON + X16_QUANT + /* cuda */ `
+  kernels: ["rmsnorm_x16_f32", "add_rmsnorm_x16_f32", "swiglu_x16_f32", "attention_combine_x16_f32"],
+  source: COMMON + X16_QUANT + ATT_MERGE + /* cuda */ `
 #define NT 1024
 #define NTS 256
 __device__ __forceinline__ void rms_x16(float* x, const float* delta, const float* __restrict__ w, float* out,
@@ -88,6 +94,24 @@ extern "C" __global__ void __launch_bounds__(NTS) swiglu_x16_f32(const float* ga
     out[k] = v[j];
   }
   x16_group(v, xq, g, G);
+}
+
+// one query (a decode step) at position pos = step[STEP_POS] + t0, head_dim 128 (the host checks)
+extern "C" __global__ void __launch_bounds__(128) attention_combine_x16_f32(const float* __restrict__ part, float* __restrict__ out,
+                                                                            const int* __restrict__ step, int nH, int S, int t0, u32* __restrict__ xq) {
+  PDL_WAIT(); PDL_LAUNCH();
+  __shared__ float sh[128];
+  const int h = blockIdx.x, d = threadIdx.x, len = step[STEP_POS] + t0 + 1;
+  const float a = att_merge(part + (size_t)h * S * 130, (len + ${ATT_CHUNK} - 1) / ${ATT_CHUNK}, 128, d);
+  out[(size_t)h * 128 + d] = a;
+  sh[d] = a;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v[4];
+    #pragma unroll
+    for (int j = 0; j < 4; j++) v[j] = sh[32 * j + threadIdx.x];
+    x16_group(v, xq, h, nH);
+  }
 }
 `,
 };

@@ -41,10 +41,27 @@ export const ATT_LONG_QS = 8;
 /** Largest GQA group (query heads per kv head) the kernel holds in registers. */
 export const ATT_MAX_GROUP = 8;
 
+/** The serial merge of one query, head and dim from its ns chunk partials at base (stride D + 2),
+ *  attention_combine_f32's body (CUDA shares it with a fused CUDA-only kernel). */
+export const ATT_MERGE = /* metal */ `
+inline float att_merge(device const float* base, int ns, int D, int d) {
+  float M = NEG_INF;
+  for (int s = 0; s < ns; s++) M = fmax(M, base[(ulong)s * (D + 2)]);
+  float L = 0.f, a = 0.f;
+  for (int s = 0; s < ns; s++) {
+    device const float* p = base + (ulong)s * (D + 2);
+    const float e = precise::exp(p[0] - M);
+    L += p[1] * e;
+    a += p[2 + d] * e;
+  }
+  return a / L;
+}
+`;
+
 export const attention_f32: KernelFile = {
   file: "attention_f32",
   kernels: ["attention_partial_f32", "attention_combine_f32", "attention_combine_long_f32"],
-  source: COMMON + /* metal */ `
+  source: COMMON + ATT_MERGE + /* metal */ `
 #define CHUNK ${ATT_CHUNK}
 #define MAXG ${ATT_MAX_GROUP}
 #define NT 128
@@ -206,18 +223,7 @@ kernel void attention_combine_f32(device const float* part [[buffer(0)]], device
   // position builtins are all uint3 here: MSL wants one vector width across them
   const int h = int(bid.x), t = int(bid.y), d = int(tid3.x);
   const int len = step[STEP_POS] + t0 + t + 1;
-  const int ns = (len + CHUNK - 1) / CHUNK;
-  device const float* base = part + ((ulong)t * nH + h) * S * (D + 2);
-  float M = NEG_INF;
-  for (int s = 0; s < ns; s++) M = fmax(M, base[(ulong)s * (D + 2)]);
-  float L = 0.f, a = 0.f;
-  for (int s = 0; s < ns; s++) {
-    device const float* p = base + (ulong)s * (D + 2);
-    const float e = precise::exp(p[0] - M);
-    L += p[1] * e;
-    a += p[2 + d] * e;
-  }
-  out[((ulong)t * nH + h) * D + d] = a / L;
+  out[((ulong)t * nH + h) * D + d] = att_merge(part + ((ulong)t * nH + h) * S * (D + 2), (len + CHUNK - 1) / CHUNK, D, d);
 }
 
 #define WCAP 1024

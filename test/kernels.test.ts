@@ -207,6 +207,33 @@ for (const name of GPUS) {
       });
     }
 
+    // A decode step's attention with head_dim 128 leaves x16(out) too (attention_combine_x16_f32):
+    // the o projection that follows launches no prep of its own and equals the CPU on x16(out).
+    t("bmma after a decode step's attention (head_dim 128): no prep launch, matvec rel error <= 1e-5 vs CPU on x16(out)", async () => {
+      if (!variants().includes("bmma")) return void console.log("kernels.test: no bmma variant on this GPU");
+      const cu = gpu as CudaBackend;
+      const shape = { nHeads: 8, nKvHeads: 2, headDim: 128 }, { nHeads, nKvHeads, headDim: D } = shape, r = rope("8b");
+      const rng = new Rng(1281), pos = 40, N = 300, n = nHeads * D;
+      const k = floats(rng, (pos + 1) * nKvHeads * D, 2), v = floats(rng, (pos + 1) * nKvHeads * D, 2), q = floats(rng, (pos + 1) * nHeads * D, 2);
+      const ones = new Float32Array(D).fill(1), w = exactQ1(rng, N, n, true);
+      gpu.setKernelVariant?.("matvec", "bmma");
+      const cache = gpu.allocKV(1, 64, nKvHeads, D), qb = gpu.upload(q.subarray(pos * nHeads * D)), o = gpu.alloc(n);
+      gpu.setStep(0, new Int32Array(pos));
+      gpu.qkNormRopeAppend(gpu.upload(q.subarray(0, pos * nHeads * D)), gpu.upload(k.subarray(0, pos * nKvHeads * D)), gpu.upload(v.subarray(0, pos * nKvHeads * D)), gpu.upload(ones), gpu.upload(ones), 1e-6, r, shape, cache, 0, pos);
+      gpu.setStep(pos, new Int32Array(1));
+      gpu.qkNormRopeAppend(qb, gpu.upload(k.subarray(pos * nKvHeads * D)), gpu.upload(v.subarray(pos * nKvHeads * D)), gpu.upload(ones), gpu.upload(ones), 1e-6, r, shape, cache, 0, 1);
+      gpu.attention(o, qb, shape, cache, 0, 1);
+      const preps = cu.x16Preps, y = gpu.alloc(N);
+      gpu.matmul(y, o, gpu.uploadQ1(w), 1);
+      const got = await gpu.read(y), out = await gpu.read(o);
+      expect(cu.x16Preps).toBe(preps); // the merge quantized out
+      const cy = cpu.alloc(N);
+      cpu.matmul(cy, cpu.upload(quantizeX16(out)), cpu.uploadQ1(w), 1);
+      const want = await cpu.read(cy);
+      expect(maxAbsDiff(got, want) / Math.max(...Array.from(want, Math.abs))).toBeLessThanOrEqual(1e-5);
+      gpu.setKernelVariant?.("matvec", variants()[0]!);
+    });
+
     // ---- prefill matmul (M > 1): exact ---------------------------------------------------------
     // M <= 20 runs one matvec per row; above, qmm (K = 128: one group, fewer than its 3 stages;
     // K = 4096: 32 groups through the stage ring)

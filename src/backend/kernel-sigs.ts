@@ -29,4 +29,5 @@ export const CUDA_ONLY: Readonly<Record<string, { sig: string; why: string }>> =
   rmsnorm_x16_f32: { sig: "ppppif", why: "rmsnorm with qmv_q1_bmma's x quantization fused in (for the bmma matvec only)" },
   add_rmsnorm_x16_f32: { sig: "pppppif", why: "add_rmsnorm with qmv_q1_bmma's x quantization fused in (for the bmma matvec only)" },
   swiglu_x16_f32: { sig: "ppppi", why: "swiglu with qmv_q1_bmma's x quantization fused in (for the bmma matvec only)" },
+  attention_combine_x16_f32: { sig: "pppiiip", why: "attention_combine_f32 with qmv_q1_bmma's x quantization fused in (for the bmma matvec only)" },
 };

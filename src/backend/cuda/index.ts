@@ -122,6 +122,8 @@ export class CudaBackend implements Backend {
   private readonly fastSmem: number; // most dynamic shared memory qmv_q1_f32 may take here
   /** bmma matvec launches made solo so far (for tests). */
   soloLaunches = 0;
+  /** qmv_x16_prep launches so far: matvecs whose x no fused kernel had quantized (for tests). */
+  x16Preps = 0;
   private readonly xq: Alloc; // x quantized for qmv_q1_bmma (qmv_x16_prep's output), for any K it takes
   // The f32 vector (device address, length) whose quantized form the last op left in xq: set by the
   // fused norm / SwiGLU kernels (and by the bmma matvec's own prep), cleared by every other op that
@@ -412,6 +414,7 @@ export class CudaBackend implements Backend {
   /** x [K] quantized into the xq buffer for qmv_q1_bmma. */
   private prepX16(x: bigint, K: number): void {
     if (K > QMV_BMMA_MAX_K) throw new Error(`prepX16: K = ${K} > ${QMV_BMMA_MAX_K}`);
+    this.x16Preps++;
     this.k.qmv_x16_prep!.launch([ceil(K / 128, 4), 1, 1], [128, 1, 1], 0, this.stream, x, this.xq.ptr, K);
   }
   /** y = W x_hat for the x last given to prepX16 (binary tensor cores; cuda/qmv_q1_bmma.ts). */
@@ -479,6 +482,14 @@ export class CudaBackend implements Backend {
     if (qb.ptr % 16n !== 0n) throw new Error(`${op}: q must be 16-byte aligned`);
     const long = longMerge(this.attentionVariant, this.pos + T, ATT_LONG);
     const threads = long ? longMergePerDim(1024, D, ATT_LONG_QS) * D : D; // D is 64, 128 or 256: 8, 8, 4 per dim
+    // a decode step's serial merge with head_dim 128 also quantizes out for the o projection's bmma
+    // matvec (one launch fewer per layer: cuda/x16_fused.ts attention_combine_x16_f32)
+    if (T === 1 && !long && D === 128 && this.fuseX16(1, nHeads * D)) {
+      this.k.attention_partial_f32!.launch([S, shape.nKvHeads, 1], [128, 1, 1], 0, this.stream, qb.ptr, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S, 0);
+      this.k.attention_combine_x16_f32!.launch([nHeads, 1, 1], [128, 1, 1], 0, this.stream, this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, S, 0, this.xq.ptr);
+      this.producedX16(o, nHeads * D);
+      return;
+    }
     for (let t0 = 0; t0 < T; t0 += rows) {
       const n = Math.min(rows, T - t0), off = BigInt(4 * t0 * nHeads * D);
       this.k.attention_partial_f32!.launch([S, shape.nKvHeads, n], [128, 1, 1], 0, this.stream, qb.ptr + off, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S, t0);
