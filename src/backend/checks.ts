@@ -95,7 +95,6 @@ export function longMergePerDim(maxThreads: number, headDim: number, cap: number
 }
 
 /** T must match the step, and positions pos .. pos + T - 1 must fit the cache. */
-
 export function checkStepT(op: string, T: number, stepT: number, pos: number, c: KVCache): void {
   checkInt(op, "T", T);
   if (T !== stepT) throw new Error(`${op}: T = ${T} but setStep gave ${stepT} tokens`);

@@ -72,9 +72,9 @@ export class Qwen3 {
 
   constructor(readonly config: ModelConfig, readonly backend: Backend, ckpt: Checkpoint, opts: Qwen3Options = {}) {
     const c = config, w = ckpt.weights, b = backend;
-    const CHUNK = opts.prefillChunk ?? PREFILL_CHUNK;
-    if (!Number.isInteger(CHUNK) || CHUNK < 1) throw new Error(`Qwen3: prefillChunk must be an integer >= 1, got ${CHUNK}`);
-    this.chunk = CHUNK;
+    const chunk = opts.prefillChunk ?? PREFILL_CHUNK;
+    if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`Qwen3: prefillChunk must be an integer >= 1, got ${chunk}`);
+    this.chunk = chunk;
     this.rope = ropeSpec(c);
     this.shape = { nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim };
     this.embed = b.uploadQ1(w.embed);
@@ -89,11 +89,11 @@ export class Qwen3 {
       });
     }
     const qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim;
-    this.x = b.alloc(CHUNK * c.hiddenSize); this.h = b.alloc(CHUNK * c.hiddenSize); this.tmp = b.alloc(CHUNK * c.hiddenSize);
-    this.qkv = b.alloc(CHUNK * (qDim + 2 * kvDim)); this.gu = b.alloc(CHUNK * 2 * c.intermediateSize);
-    this.q = b.alloc(CHUNK * qDim); this.att = b.alloc(CHUNK * qDim);
-    this.k = b.alloc(CHUNK * kvDim); this.v = b.alloc(CHUNK * kvDim);
-    this.g = b.alloc(CHUNK * c.intermediateSize); this.u = b.alloc(CHUNK * c.intermediateSize);
+    this.x = b.alloc(chunk * c.hiddenSize); this.h = b.alloc(chunk * c.hiddenSize); this.tmp = b.alloc(chunk * c.hiddenSize);
+    this.qkv = b.alloc(chunk * (qDim + 2 * kvDim)); this.gu = b.alloc(chunk * 2 * c.intermediateSize);
+    this.q = b.alloc(chunk * qDim); this.att = b.alloc(chunk * qDim);
+    this.k = b.alloc(chunk * kvDim); this.v = b.alloc(chunk * kvDim);
+    this.g = b.alloc(chunk * c.intermediateSize); this.u = b.alloc(chunk * c.intermediateSize);
     this.logitsBuf = b.alloc(c.vocabSize);
   }
 

@@ -484,18 +484,15 @@ export class CudaBackend implements Backend {
     const threads = long ? longMergePerDim(1024, D, ATT_LONG_QS) * D : D; // D is 64, 128 or 256: 8, 8, 4 per dim
     // a decode step's serial merge with head_dim 128 also quantizes out for the o projection's bmma
     // matvec (one launch fewer per layer: cuda/x16_fused.ts attention_combine_x16_f32)
-    if (T === 1 && !long && D === 128 && this.fuseX16(1, nHeads * D)) {
-      this.k.attention_partial_f32!.launch([S, shape.nKvHeads, 1], [128, 1, 1], 0, this.stream, qb.ptr, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S, 0);
-      this.k.attention_combine_x16_f32!.launch([nHeads, 1, 1], [128, 1, 1], 0, this.stream, this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, S, 0, this.xq.ptr);
-      this.producedX16(o, nHeads * D);
-      return;
-    }
+    const fuse = T === 1 && !long && D === 128 && this.fuseX16(1, nHeads * D);
     for (let t0 = 0; t0 < T; t0 += rows) {
       const n = Math.min(rows, T - t0), off = BigInt(4 * t0 * nHeads * D);
       this.k.attention_partial_f32!.launch([S, shape.nKvHeads, n], [128, 1, 1], 0, this.stream, qb.ptr + off, c.k(layer), c.v(layer), this.partials.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, S, t0);
-      (long ? this.k.attention_combine_long_f32! : this.k.attention_combine_f32!).launch([nHeads, n, 1], [threads, 1, 1], 0, this.stream,
+      if (fuse) this.k.attention_combine_x16_f32!.launch([nHeads, 1, 1], [128, 1, 1], 0, this.stream, this.partials.ptr, o.ptr, this.stepDev.ptr, nHeads, S, 0, this.xq.ptr);
+      else (long ? this.k.attention_combine_long_f32! : this.k.attention_combine_f32!).launch([nHeads, n, 1], [threads, 1, 1], 0, this.stream,
         this.partials.ptr, o.ptr + off, this.stepDev.ptr, nHeads, D, S, t0);
     }
+    if (fuse) this.producedX16(o, nHeads * D);
   }
 
   private elementwise(kernel: string, op: string, out: Buf, a: Buf, b: Buf, n: number): void {
