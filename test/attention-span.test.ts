@@ -3,7 +3,7 @@
 // sequence doubles past 4096. No GPU needed.
 
 import { describe, expect, test } from "bun:test";
-import { ATT_PARTIALS_MAX, ATT_SPAN_MIN, attentionLaunchSpan, attentionRowsPerBatch, attentionSpan, longMergePerDim } from "../src/backend/checks.ts";
+import { ATT_PARTIALS_MAX, ATT_SPAN_MIN, attentionLaunchSpan, attentionRowsPerBatch, attentionSpan, longMerge, longMergePerDim, PREFILL_TILED_ROWS, prefillTiled } from "../src/backend/checks.ts";
 
 describe("attentionSpan", () => {
   test("covers the step's end, in powers of two from 4096, never more than the cache", () => {
@@ -45,5 +45,21 @@ describe("attentionSpan", () => {
     expect(longMergePerDim(768, 256, 8)).toBe(2); // 3 would fit
     expect(longMergePerDim(384, 256, 8)).toBe(0); // the serial merge
     expect(longMergePerDim(1024, 128, 4)).toBe(4);
+  });
+
+  test("the tiled prefill kernel: T > 1, a head_dim it has, G dividing its rows; auto from PREFILL_TILED_ROWS rows", () => {
+    const b8 = { nHeads: 32, nKvHeads: 8, headDim: 128 }, dims = [64, 128];
+    expect(PREFILL_TILED_ROWS).toBe(3072);
+    expect(prefillTiled("auto", 512, b8, 64, dims)).toBe(true);
+    expect(prefillTiled("auto", 96, b8, 64, dims)).toBe(true); // 96 x 32 = 3072 rows
+    expect(prefillTiled("auto", 95, b8, 64, dims)).toBe(false);
+    expect(prefillTiled("tiled", 2, b8, 64, dims)).toBe(true);
+    expect(prefillTiled("tiled", 1, b8, 64, dims)).toBe(false); // a decode step stays split
+    for (const v of ["serial", "long"] as const) expect([v, prefillTiled(v, 512, b8, 64, dims)]).toEqual([v, false]);
+    expect(prefillTiled("tiled", 512, { nHeads: 8, nKvHeads: 8, headDim: 256 }, 64, dims)).toBe(false); // no head_dim 256 case
+    expect(prefillTiled("tiled", 512, { nHeads: 24, nKvHeads: 8, headDim: 128 }, 64, dims)).toBe(false); // G = 3 does not divide 64
+    expect(prefillTiled("tiled", 512, { nHeads: 64, nKvHeads: 8, headDim: 128 }, 32, dims)).toBe(true); // G = 8, Metal's 32 rows
+    // "tiled" merges a decode step's partials as "auto" does
+    expect([longMerge("tiled", 1024, 1024), longMerge("tiled", 1025, 1024)]).toEqual([false, true]);
   });
 });

@@ -361,6 +361,11 @@ for (const name of GPUS) {
       { name: "YaRN decode at position 20004 (> 16384)", shape: big, rope: rope("8b"), pos: 20004, T: 1, ctx: 20010 },
       { name: "YaRN prefill T=5 at 20000", shape: big, rope: rope("8b"), pos: 20000, T: 5, ctx: 20010 },
       { name: "GQA group of 8: prefill T=40 after 30", shape: group8, rope: rope("8b"), pos: 30, T: 40, ctx: 80, fill: 30 },
+      // the tiled prefill kernel's tiles: query tiles of 64 / G with a tail, key tiles of 64 with a
+      // tail, several key tiles per block, a pass that starts mid-tile, and no GQA (G = 1)
+      { name: "prefill T=200 after 70 (tiled: 13 query tiles, the last partial; 5 key tiles)", shape: big, rope: rope("8b"), pos: 70, T: 200, ctx: 300, fill: 70 },
+      { name: "prefill T=130 at 0, head_dim 64 (tiled: 32 queries per tile)", shape: small, rope: rope("tiny"), pos: 0, T: 130, ctx: 140 },
+      { name: "prefill T=65 after 63, no GQA (tiled: 64 queries per tile)", shape: { nHeads: 2, nKvHeads: 2, headDim: 128 }, rope: rope("1.7b"), pos: 63, T: 65, ctx: 140, fill: 63 },
       { name: "GQA group of 8 and head_dim 256: decode, length 65", shape: { nHeads: 8, nKvHeads: 1, headDim: 256 }, rope: { headDim: 256, invFreq: Float32Array.from({ length: 128 }, (_, i) => 1e6 ** (-i / 128)), attentionFactor: 1 }, pos: 64, T: 1, ctx: 80, fill: 64 },
     ];
     for (const c of att) {
@@ -385,8 +390,8 @@ for (const name of GPUS) {
           return { qOut, out };
         };
         const cp = await run(cpu);
-        // every merge of the partials (attention_combine_f32, attention_combine_long_f32, and the
-        // host's choice between them) at every length
+        // every kernel choice (the split kernels with either merge of the partials, the tiled
+        // prefill kernel, and the host's choice between them) at every length
         for (const v of gpu.kernelVariants?.attention ?? ["default"]) {
           gpu.setKernelVariant?.("attention", v);
           const g = await run(gpu);

@@ -15,6 +15,7 @@ import { configJson, PRESETS } from "../src/model/make.ts";
 import { Qwen3 } from "../src/model/qwen3.ts";
 import { ropeSpec } from "../src/model/rope.ts";
 import { Rng } from "../src/util/rng.ts";
+import { PREFILL_TILED_ROWS } from "../src/backend/checks.ts";
 import { fakeMetalLib } from "../metal/stub/fake_shim.ts";
 import { exactQ1, maxAbsDiff, smallInts, testModel } from "./helpers.ts";
 
@@ -142,22 +143,32 @@ describe("metal backend host code (fake shim) vs CPU", () => {
 
   const shape: AttnShape = { nHeads: 4, nKvHeads: 2, headDim: 64 };
   const rope = ropeSpec(parseConfig(configJson(PRESETS.tiny!)));
+  type Step = { pos: number; T: number; q: Float32Array; k: Float32Array; v: Float32Array };
+  /** Random q/k/v of each step (pos, T) for shape sh, and the q/k norm weights. */
+  const attSteps = (rng: Rng, sh: AttnShape, at: { pos: number; T: number }[]) => {
+    const D = sh.headDim, qn = floats(rng, D).map((v) => 1 + 0.25 * v), kn = floats(rng, D).map((v) => 1 + 0.25 * v);
+    const steps: Step[] = at.filter((s) => s.T > 0).map((s) => ({ ...s, q: floats(rng, s.T * sh.nHeads * D, 2), k: floats(rng, s.T * sh.nKvHeads * D, 2), v: floats(rng, s.T * sh.nKvHeads * D, 2) }));
+    return { qn, kn, steps };
+  };
+  /** Runs qkNormRopeAppend for every step into a fresh cache (`layers` deep, written at `layer`);
+   *  returns the cache and the last step's q (normed, roped) and an out buffer for it. */
+  const appendSteps = (b: Backend, sh: AttnShape, s: ReturnType<typeof attSteps>, ctx: number, layers: number, layer: number) => {
+    const cache = b.allocKV(layers, ctx, sh.nKvHeads, sh.headDim), qnb = b.upload(s.qn), knb = b.upload(s.kn);
+    let q: Buf | null = null, o: Buf | null = null;
+    for (const st of s.steps) {
+      b.setStep(st.pos, new Int32Array(st.T));
+      q = b.upload(st.q); o = b.alloc(st.T * sh.nHeads * sh.headDim);
+      b.qkNormRopeAppend(q, b.upload(st.k), b.upload(st.v), qnb, knb, 1e-6, rope, sh, cache, layer, st.T);
+    }
+    return { cache, q: q!, o: o! };
+  };
   for (const c of [{ pos: 6, T: 1, fill: 6, ctx: 16 }, { pos: 0, T: 7, fill: 0, ctx: 16 }, { pos: 300, T: 1, fill: 300, ctx: 600 }, { pos: 60, T: 5, fill: 60, ctx: 70 }]) {
     test(`qkNormRopeAppend + attention at ${c.pos}, T=${c.T} (f16 cache: 5e-3)`, async () => {
-      const rng = new Rng(c.pos + c.T), D = 64;
-      const qn = floats(rng, D).map((v) => 1 + 0.25 * v), kn = floats(rng, D).map((v) => 1 + 0.25 * v);
-      const steps = [{ pos: 0, T: c.fill }, { pos: c.pos, T: c.T }].filter((s) => s.T > 0)
-        .map((s) => ({ ...s, q: floats(rng, s.T * 4 * D, 2), k: floats(rng, s.T * 2 * D, 2), v: floats(rng, s.T * 2 * D, 2) }));
+      const s = attSteps(new Rng(c.pos + c.T), shape, [{ pos: 0, T: c.fill }, { pos: c.pos, T: c.T }]);
       const run = async (b: Backend) => {
-        const cache = b.allocKV(2, c.ctx, 2, D), qnb = b.upload(qn), knb = b.upload(kn);
-        let q: Buf | null = null, o: Buf | null = null;
-        for (const s of steps) {
-          b.setStep(s.pos, new Int32Array(s.T));
-          q = b.upload(s.q); o = b.alloc(s.T * 4 * D);
-          b.qkNormRopeAppend(q, b.upload(s.k), b.upload(s.v), qnb, knb, 1e-6, rope, shape, cache, 1, s.T);
-        }
-        b.attention(o!, q!, shape, cache, 1, c.T);
-        return { q: await b.read(q!), o: await b.read(o!) };
+        const { cache, q, o } = appendSteps(b, shape, s, c.ctx, 2, 1);
+        b.attention(o, q, shape, cache, 1, c.T);
+        return { q: await b.read(q), o: await b.read(o) };
       };
       const g = await run(gpu), cp = await run(cpu);
       expect(maxAbsDiff(g.q, cp.q)).toBeLessThanOrEqual(2e-5);
@@ -166,22 +177,15 @@ describe("metal backend host code (fake shim) vs CPU", () => {
   }
 
   test("attention in sub-batches of queries (a partials budget of 2 queries): equals the CPU; a partial and a merge per sub-batch", async () => {
-    const rng = new Rng(2024), D = 64, fill = 20, T = 9, ctx = 40;
-    const qn = floats(rng, D).map((v) => 1 + 0.25 * v), kn = floats(rng, D).map((v) => 1 + 0.25 * v);
-    const steps = [{ pos: 0, T: fill }, { pos: fill, T }].map((s) => ({ ...s, q: floats(rng, s.T * 4 * D, 2), k: floats(rng, s.T * 2 * D, 2), v: floats(rng, s.T * 2 * D, 2) }));
+    const D = 64, fill = 20, T = 9, ctx = 40;
+    const s = attSteps(new Rng(2024), shape, [{ pos: 0, T: fill }, { pos: fill, T }]);
     const run = async (b: Backend) => {
-      const cache = b.allocKV(1, ctx, 2, D), qnb = b.upload(qn), knb = b.upload(kn);
-      let q: Buf | null = null, o: Buf | null = null;
-      for (const s of steps) {
-        b.setStep(s.pos, new Int32Array(s.T));
-        q = b.upload(s.q); o = b.alloc(s.T * 4 * D);
-        b.qkNormRopeAppend(q, b.upload(s.k), b.upload(s.v), qnb, knb, 1e-6, rope, shape, cache, 0, s.T);
-      }
+      const { cache, q, o } = appendSteps(b, shape, s, ctx, 1, 0);
       if (b === gpu) gpu.sync(); // the fake counts dispatches as their command buffer runs
       const before = fake.stats.dispatches;
-      b.attention(o!, q!, shape, cache, 0, T);
+      b.attention(o, q, shape, cache, 0, T);
       if (b === gpu) { gpu.sync(); launches = fake.stats.dispatches - before; }
-      return b.read(o!);
+      return b.read(o);
     };
     let launches = 0;
     const keep = gpu.attPartialsMax;
@@ -194,6 +198,29 @@ describe("metal backend host code (fake shim) vs CPU", () => {
       gpu.attPartialsMax = keep;
     }
   });
+
+  // A prefill pass takes the tiled attention_prefill_f32 under "tiled", and under "auto" from
+  // PREFILL_TILED_ROWS (query, head) rows: one dispatch, no partials; the split kernels otherwise.
+  test("prefill attention: the tiled kernel under tiled / auto (from PREFILL_TILED_ROWS rows), the split kernels under serial: each equals the CPU", async () => {
+    const g8: AttnShape = { nHeads: 16, nKvHeads: 2, headDim: 64 }, fill = 10, T = PREFILL_TILED_ROWS / 16;
+    const s = attSteps(new Rng(77), g8, [{ pos: 0, T: fill }, { pos: fill, T }]);
+    const run = async (b: Backend, variant: string) => {
+      const { cache, q, o } = appendSteps(b, g8, s, fill + T, 1, 0);
+      if (b !== gpu) { b.attention(o, q, g8, cache, 0, T); return { out: await b.read(o), kernels: [] as string[] }; }
+      gpu.setKernelVariant("attention", variant);
+      gpu.sync();
+      gpu.attention(o, q, g8, cache, 0, T);
+      gpu.sync();
+      gpu.setKernelVariant("attention", "auto");
+      return { out: await gpu.read(o), kernels: fake.stats.perCommit.at(-1)! };
+    };
+    const want = (await run(cpu, "")).out;
+    for (const [v, kernels] of [["tiled", ["attention_prefill_f32"]], ["auto", ["attention_prefill_f32"]], ["serial", ["attention_partial_f32", "attention_combine_f32"]]] as const) {
+      const got = await run(gpu, v);
+      expect([v, got.kernels]).toEqual([v, [...kernels]]);
+      expect([v, maxAbsDiff(got.out, want) <= 5e-3]).toEqual([v, true]);
+    }
+  }, 60_000);
 
   test("sampleToken: greedy and top-k/top-p equal the host definition", async () => {
     const rng = new Rng(11), V = 5000, logits = floats(rng, V, 6), lb = gpu.upload(logits);

@@ -27,6 +27,11 @@ function preludeNames(src: string): string[] {
 // Numeric exports that differ on purpose: the CUDA value they were listed against, the Metal value,
 // and why. If cuda/ changes such a constant, the check fails until someone looks at the twin again.
 const CONSTANT_DEVIATIONS: Record<string, Record<string, { cuda: number; metal: number; why: string }>> = {
+  "attention_prefill_f32.ts": {
+    ATT_PREFILL_ROWS: { cuda: 64, metal: 32, why: "32 KiB of threadgroup memory: a 32-row Q tile (16.5 KiB at head_dim 128)" },
+    ATT_PREFILL_KEYS: { cuda: 64, metal: 32, why: "32 KiB of threadgroup memory: 32-position K/V and p tiles" },
+    ATT_PREFILL_THREADS: { cuda: 256, metal: 128, why: "the same 4-row x 4-key and 4-row x 8-dim work per thread on the halved tiles" },
+  },
   "qmv_q1_f32.ts": {
     QMV_MAX_K: { cuda: 12288, metal: 2048, why: "32 KiB of threadgroup memory: the table holds one half slab (16 groups)" },
     qmvMaxSharedBytes: { cuda: 199040, metal: 32768, why: "the table alone, all of Apple's 32 KiB" },
@@ -104,6 +109,9 @@ describe("Metal kernels twin the CUDA kernels", () => {
     ["unroll", /#pragma unroll|_Pragma\("unroll"\)/g], ["if", /\bif\s*\(/g], ["return", /\breturn\b/g], ["shuffle", /__shfl_xor_sync|simd_shuffle_xor/g],
   ];
   const DEVIATIONS: Record<string, { why: string; d: Record<string, number> }[]> = {
+    "attention_prefill_f32.ts": [
+      { why: "K/V tiles stay f16 in threadgroup memory: kv_store copies the 16-byte chunks (CUDA's converts them in a loop of 4 words), and a helper kv4 returning 4 converted halves reads them", d: { for: -1, unroll: -1, h2f: 2, return: 1 } },
+    ],
     "qmm_q1_f32.ts": [
       { why: "8x8x8 simdgroup matrices instead of m16n8k16 mma.sync: one unhinted loop of 16 k8 steps replaces CUDA's word / k16-half loops and the per-word load loop (kw, wd, h), and P is zeroed per 8x8 matrix, not per element", d: { for: -3, unroll: -4 } },
       { why: "no PTX wrapper returning a value (bits_h2): B's elements are written through thread_elements()", d: { return: -1 } },

@@ -11,8 +11,10 @@
 import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import type { MetalLib } from "../../ffi/metal.ts";
 import { sampleHost } from "../../src/backend/gpu-sample.ts";
+import { attention } from "../../src/backend/cpu/ops.ts";
 import { qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../qmv_q1_f32.ts";
 import { ATT_CHUNK, ATT_MAX_GROUP } from "../attention_f32.ts";
+import { ATT_PREFILL_DIMS, ATT_PREFILL_ROWS, ATT_PREFILL_THREADS } from "../attention_prefill_f32.ts";
 import { RMS_MAX_VEC_DIM, RMS_THREADS } from "../rmsnorm_f32.ts";
 import { QMM_BM, QMM_BN } from "../qmm_q1_f32.ts";
 
@@ -339,6 +341,16 @@ function run(d: Dispatch): void {
           }
         }
       }
+      return;
+    }
+    case "attention_prefill_f32": { // causal attention of all T queries at once
+      const q = a.f32(0), kc = a.f16(1), vc = a.f16(2), out = a.f32(3), step = a.i32(4);
+      const nH = a.int(5), nKv = a.int(6), D = a.int(7), T = a.int(8), G = nH / nKv;
+      need(d, ATT_PREFILL_DIMS.includes(D) && Number.isInteger(G) && ATT_PREFILL_ROWS % G === 0, `D in ${ATT_PREFILL_DIMS.join("/")}, G dividing ${ATT_PREFILL_ROWS}`);
+      need(d, T === step[1]! && gx === Math.ceil(T / (ATT_PREFILL_ROWS / G)) && gy === nKv && gz === 1 && bx === ATT_PREFILL_THREADS, "grid (query tiles, nKv), ATT_PREFILL_THREADS threads");
+      need(d, q.byteOffset % 16 === 0 && out.byteOffset % 16 === 0, "q and out 16-byte aligned");
+      const kv = (c: Float16Array) => Float32Array.from(c.subarray(0, (step[0]! + T) * nKv * D)); // the f16 values, exactly
+      attention(out, q, kv(kc), kv(vc), T, step[0]!, nH, nKv, D); // the CPU backend's definition
       return;
     }
     case "attention_combine_f32":

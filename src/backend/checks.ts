@@ -60,11 +60,15 @@ export function attentionLaunchSpan(ctx: number, end: number, T: number): number
   return T === 1 ? attentionSpan(ctx, end) : Math.min(ctx, end);
 }
 
-/** How an attention launch merges its partials: "serial" (attention_combine_f32), "long"
- *  (attention_combine_long_f32), or "auto": long once the step ends past `longFrom` positions. */
-export type AttentionVariant = "auto" | "serial" | "long";
-export const ATTENTION_VARIANTS: readonly AttentionVariant[] = ["auto", "serial", "long"];
-/** BUNSAI_ATTENTION, if set, picks the merge for every attention launch (for comparing them). */
+/** Which attention kernels a launch takes. The split kernels (attention_partial_f32, then a merge of
+ *  the partials) serve every step; a prefill pass (T > 1) may take the tiled attention_prefill_f32
+ *  instead. "serial" / "long": the split kernels with attention_combine_f32 / _long_f32 for every
+ *  step; "tiled": attention_prefill_f32 for every prefill pass it has a case for, the "auto" merge
+ *  otherwise; "auto": the long merge once a step ends past `longFrom` positions, and the tiled kernel
+ *  where prefillTiled says so. */
+export type AttentionVariant = "auto" | "serial" | "long" | "tiled";
+export const ATTENTION_VARIANTS: readonly AttentionVariant[] = ["auto", "serial", "long", "tiled"];
+/** BUNSAI_ATTENTION, if set, picks the kernels for every attention launch (for comparing them). */
 export function attentionVariantFromEnv(): AttentionVariant {
   const v = process.env.BUNSAI_ATTENTION;
   if (v === undefined) return "auto";
@@ -83,7 +87,21 @@ export function matmulVariantFromEnv(): MatmulVariant {
   return v as MatmulVariant;
 }
 export function longMerge(variant: AttentionVariant, end: number, longFrom: number): boolean {
-  return variant === "long" || (variant === "auto" && end > longFrom);
+  return variant === "long" || ((variant === "auto" || variant === "tiled") && end > longFrom);
+}
+/** (query, head) rows from which "auto" takes the tiled prefill kernel. Its blocks each walk every
+ *  key up to their queries, so a short pass over a long context is faster split across positions.
+ *  H200, 8B shapes (32 heads), us per layer split / tiled: T = 64 at 0: 12 / 15, 128 at 0: 26 / 25,
+ *  64 at 4000: 513 / 663, 128 at 4000: 1,019 / 673; 1.7B (16 heads): 128 at 0: 16 / 25, 256 at 0:
+ *  47 / 45, 128 at 4000: 600 / 672, 256 at 4000: 1,207 / 693 (2026-11-22, .scratch attbench). */
+export const PREFILL_TILED_ROWS = 3072;
+/** Whether a pass of T queries takes the tiled prefill kernel: T > 1, a head_dim it has a case for,
+ *  and G = nHeads / nKv dividing its tile of `rows` (query, head) rows; under "auto" also at least
+ *  PREFILL_TILED_ROWS rows. */
+export function prefillTiled(variant: AttentionVariant, T: number, shape: AttnShape, rows: number, dims: readonly number[]): boolean {
+  const G = shape.nHeads / shape.nKvHeads;
+  if (T < 2 || !dims.includes(shape.headDim) || rows % G !== 0) return false;
+  return variant === "tiled" || (variant === "auto" && T * shape.nHeads >= PREFILL_TILED_ROWS);
 }
 /** Threads per dim for attention_combine_long_f32: the largest power of two <= cap whose block of
  *  perDim * headDim threads fits maxThreads (the kernel is instantiated for 8, 4 and 2 only); 0 if

@@ -18,6 +18,7 @@ export const KERNEL_SIGS: Readonly<Record<string, string>> = {
   attention_partial_f32: "pppppiiiii",
   attention_combine_f32: "pppiiii",
   attention_combine_long_f32: "pppiiii",
+  attention_prefill_f32: "pppppiiii",
   argmax_f32: "pip",
   sample_topk_topp_f32: "piifffp",
 };

@@ -26,13 +26,14 @@ import { rmsnorm_f32, RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../cuda/rmsnorm
 import { elementwise_f32 } from "../../../cuda/elementwise_f32.ts";
 import { qk_norm_rope_append_f32 } from "../../../cuda/qk_norm_rope_append_f32.ts";
 import { attention_f32, ATT_CHUNK, ATT_LONG, ATT_LONG_QS, ATT_MAX_GROUP } from "../../../cuda/attention_f32.ts";
+import { attention_prefill_f32, ATT_PREFILL_DIMS, ATT_PREFILL_ROWS, ATT_PREFILL_THREADS, attPrefillSmem } from "../../../cuda/attention_prefill_f32.ts";
 import { sample_f32 } from "../../../cuda/sample_f32.ts";
 import { cubinFor, type CompileStats } from "./compile.ts";
 import { CUDA_ONLY, KERNEL_SIGS } from "../kernel-sigs.ts";
 import { Kernel, type Sig } from "./kernel.ts";
 import { ccReason, cudaRuntime, cudaUnavailableReason, type DeviceInfo } from "./device.ts";
 import {
-  ATTENTION_VARIANTS, attentionLaunchSpan, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
+  ATTENTION_VARIANTS, attentionLaunchSpan, attentionSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim, prefillTiled,
   MATMUL_VARIANTS, type MatmulVariant, matmulVariantFromEnv, ATT_PARTIALS_MAX, attentionRowsPerBatch,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
 } from "../checks.ts";
@@ -40,7 +41,7 @@ import {
 export { cudaUnavailableReason };
 
 const SIGS: Record<string, Sig> = { ...KERNEL_SIGS, ...Object.fromEntries(Object.entries(CUDA_ONLY).map(([k, v]) => [k, v.sig])) };
-const FILES: KernelFile[] = [qmv_q1_bmma, x16_fused, qmv_q1_f32, qmv_q1_f32_legacy, qmm_q1_f32, embed_q1_f32, rmsnorm_f32, elementwise_f32, qk_norm_rope_append_f32, attention_f32, sample_f32];
+const FILES: KernelFile[] = [qmv_q1_bmma, x16_fused, qmv_q1_f32, qmv_q1_f32_legacy, qmm_q1_f32, embed_q1_f32, rmsnorm_f32, elementwise_f32, qk_norm_rope_append_f32, attention_f32, attention_prefill_f32, sample_f32];
 
 /** One cuMemAlloc. Views (slices) point into it; freeing marks it dead so stale views throw. */
 class Alloc {
@@ -168,6 +169,7 @@ export class CudaBackend implements Backend {
       }
       if (kf === qmv_q1_f32) this.cu.setMaxDynamicShared(this.k.qmv_q1_f32!.fn, this.fastSmem);
       if (kf === qmm_q1_f32) this.cu.setMaxDynamicShared(this.k.qmm_q1_f32!.fn, Math.max(qmm_q1_f32.smem, this.qmmSoloSmem));
+      if (kf === attention_prefill_f32) this.cu.setMaxDynamicShared(this.k.attention_prefill_f32!.fn, Math.max(...ATT_PREFILL_DIMS.map(attPrefillSmem)));
       if (kf === qmv_q1_bmma && this.bmmaPlan.bmma) this.cu.setMaxDynamicShared(this.k.qmv_q1_bmma!.fn, this.bmmaPlan.maxDynamic);
     }
     this.kernelVariants = { matvec: this.bmmaPlan.bmma ? ["bmma", "fast", "legacy"] : ["fast", "legacy"], attention: ATTENTION_VARIANTS, matmul: MATMUL_VARIANTS };
@@ -471,6 +473,14 @@ export class CudaBackend implements Backend {
     if (T > 65535) throw new Error(`${op}: T = ${T} too large for one call`);
     needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
     this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
+    if (qb.ptr % 16n !== 0n) throw new Error(`${op}: q must be 16-byte aligned`);
+    // a prefill pass: one tiled kernel (16-byte stores of out), no partials
+    if (o.ptr % 16n === 0n && prefillTiled(this.attentionVariant, T, shape, ATT_PREFILL_ROWS, ATT_PREFILL_DIMS)) {
+      const BQ = ATT_PREFILL_ROWS / (nHeads / shape.nKvHeads);
+      this.k.attention_prefill_f32!.launch([ceil(T, BQ), shape.nKvHeads, 1], [ATT_PREFILL_THREADS, 1, 1], attPrefillSmem(D), this.stream,
+        qb.ptr, c.k(layer), c.v(layer), o.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, T);
+      return;
+    }
     const S = ceil(attentionLaunchSpan(c.ctx, this.pos + T, T), ATT_CHUNK); // chunks of the cache this step can reach
     // the queries in sub-batches whose partials fit attPartialsMax (one batch in a decode step)
     const rows = attentionRowsPerBatch(T, nHeads, S, D, this.attPartialsMax), need = 4 * rows * nHeads * S * (D + 2);
@@ -479,7 +489,6 @@ export class CudaBackend implements Backend {
       this.partials = this.rawAlloc(need);
     }
     if (nHeads / shape.nKvHeads > ATT_MAX_GROUP) throw new Error(`${op}: ${nHeads / shape.nKvHeads} query heads per kv head; the kernel holds at most ${ATT_MAX_GROUP}`);
-    if (qb.ptr % 16n !== 0n) throw new Error(`${op}: q must be 16-byte aligned`);
     const long = longMerge(this.attentionVariant, this.pos + T, ATT_LONG);
     const threads = long ? longMergePerDim(1024, D, ATT_LONG_QS) * D : D; // D is 64, 128 or 256: 8, 8, 4 per dim
     // a decode step's serial merge with head_dim 128 also quantizes out for the o projection's bmma

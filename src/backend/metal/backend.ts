@@ -18,13 +18,14 @@ import { sampleHost, type SamplingParams } from "../gpu-sample.ts";
 import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
 import { qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../metal/qmv_q1_f32.ts";
 import { ATT_CHUNK, ATT_LONG, ATT_LONG_QS, ATT_MAX_GROUP } from "../../../metal/attention_f32.ts";
+import { ATT_PREFILL_DIMS, ATT_PREFILL_ROWS, ATT_PREFILL_THREADS } from "../../../metal/attention_prefill_f32.ts";
 import { RMS_MAX_VEC_DIM, RMS_THREADS } from "../../../metal/rmsnorm_f32.ts";
 import { QMM_BM, QMM_BN } from "../../../metal/qmm_q1_f32.ts";
 import type { MetalLib } from "../../../ffi/metal.ts";
 import { MAX_THREADGROUP_MEMORY, MetalDevice, type Arg, type DeviceBuffer } from "./device.ts";
 import { loadKernels, SIGS } from "./kernels.ts";
 import {
-  ATTENTION_VARIANTS, attentionLaunchSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim,
+  ATTENTION_VARIANTS, attentionLaunchSpan, type AttentionVariant, attentionVariantFromEnv, longMerge, longMergePerDim, prefillTiled,
   MATMUL_VARIANTS, type MatmulVariant, matmulVariantFromEnv, ATT_PARTIALS_MAX, attentionRowsPerBatch,
   checkElementwise, checkInt, checkKvShape, checkMatmul, checkNorm, checkQkNormRope, checkSample, checkStepT,
 } from "../checks.ts";
@@ -354,6 +355,15 @@ export class MetalBackend implements Backend {
     checkStepT(op, T, this.T, this.pos, c);
     needLen(op, "q", q, T * nHeads * D); needLen(op, "out", out, T * nHeads * D);
     this.noOverlap(op, o, T * nHeads * D, qb, T * nHeads * D);
+    if (qb.offset % 16 !== 0) throw new Error(`${op}: q must be 16-byte aligned`);
+    // a prefill pass: one tiled kernel (16-byte stores of out), no partials
+    if (o.offset % 16 === 0 && prefillTiled(this.attentionVariant, T, shape, ATT_PREFILL_ROWS, ATT_PREFILL_DIMS) &&
+        this.dev.pipeline("attention_prefill_f32").maxThreads >= ATT_PREFILL_THREADS) {
+      const BQ = ATT_PREFILL_ROWS / (nHeads / shape.nKvHeads);
+      this.launch("attention_prefill_f32", [ceil(T, BQ), shape.nKvHeads, 1], [ATT_PREFILL_THREADS, 1, 1], [this.region(qb, T * nHeads * D), c.k(layer), c.v(layer),
+        this.region(o, T * nHeads * D), this.stepArg(op), i32(nHeads), i32(shape.nKvHeads), i32(D), i32(T)]);
+      return;
+    }
     const S = ceil(attentionLaunchSpan(c.ctx, this.pos + T, T), ATT_CHUNK); // chunks of the cache this step can reach
     // the queries in sub-batches whose partials fit attPartialsMax (one batch in a decode step)
     const rows = attentionRowsPerBatch(T, nHeads, S, D, this.attPartialsMax), need = 4 * rows * nHeads * S * (D + 2);
@@ -362,7 +372,6 @@ export class MetalBackend implements Backend {
       this.partials = this.dev.alloc(need);
     }
     if (nHeads / shape.nKvHeads > ATT_MAX_GROUP) throw new Error(`${op}: ${nHeads / shape.nKvHeads} query heads per kv head; the kernel holds at most ${ATT_MAX_GROUP}`);
-    if (qb.offset % 16 !== 0) throw new Error(`${op}: q must be 16-byte aligned`);
     const part: Arg = { buf: this.partials, offset: 0, bytes: need }, step = this.stepArg(op);
     // the long merge: up to ATT_LONG_QS threads per dim (a power of two), as many as the pipeline
     // allows; the serial merge where not even 2 fit

@@ -10,13 +10,14 @@ import { rmsnorm_f32 } from "../../../metal/rmsnorm_f32.ts";
 import { elementwise_f32 } from "../../../metal/elementwise_f32.ts";
 import { qk_norm_rope_append_f32 } from "../../../metal/qk_norm_rope_append_f32.ts";
 import { attention_f32 } from "../../../metal/attention_f32.ts";
+import { attention_prefill_f32 } from "../../../metal/attention_prefill_f32.ts";
 import { sample_f32 } from "../../../metal/sample_f32.ts";
 import type { MetalDevice } from "./device.ts";
 import { KERNEL_SIGS } from "../kernel-sigs.ts";
 
 export const FILES: KernelFile[] = [
   qmv_q1_f32, qmv_q1_f32_legacy, qmm_q1_f32, embed_q1_f32, rmsnorm_f32, elementwise_f32,
-  qk_norm_rope_append_f32, attention_f32, sample_f32,
+  qk_norm_rope_append_f32, attention_f32, attention_prefill_f32, sample_f32,
 ];
 
 /**
