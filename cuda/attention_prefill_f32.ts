@@ -7,9 +7,10 @@
 // Rows. A tile holds R rows = (query, head) pairs of one kv head: row r is query qt * BQ + r / G,
 // head kvh * G + r % G, where G = nHeads / nKv and BQ = R / G queries (G must divide R). The G heads
 // of a query are contiguous in q, so a tile's rows are BQ runs of G * D floats.
-// Grid (ceil(T / BQ), nKv), NT threads; block x takes query tile gridDim.x - 1 - x (the longest
-// first, as causal tiles grow with their position). Key tiles of BK positions: 0 .. the tile's last
-// query position.
+// Grid (nKv, ceil(T / BQ)), NT threads; block (x, y) takes kv head x and query tile gridDim.y - 1 - y,
+// so the blocks go out longest first (causal tiles grow with their position), all kv heads of a
+// tile together: the first wave, one block per SM, holds the long tiles, and the second block of an
+// SM is one of the short ones. Key tiles of BK positions: 0 .. the tile's last query position.
 // Threads: ty = tid / 16 owns rows ty + RS * i (i < R / RS, RS = NT / 16), tx = tid % 16 owns keys
 // tx + 16 * j (j < BK / 16) of the score tile and dims 4 * tx + 64 * c (c < D / 64) of the output, so
 // the 16 lanes that share a row are a half-warp: row max and sum are 4 shuffles.
@@ -78,8 +79,8 @@ __device__ __forceinline__ void attention_prefill(const float* __restrict__ q, c
   float* KV = Qs + R * DS;
   float* Ps = KV + BK * DS;
   const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15;
-  const int G = nH / nKv, BQ = R / G, kvh = blockIdx.y;
-  const int qt = gridDim.x - 1 - blockIdx.x, tq0 = qt * BQ; // this tile's first query
+  const int G = nH / nKv, BQ = R / G, kvh = blockIdx.x;
+  const int qt = gridDim.y - 1 - blockIdx.y, tq0 = qt * BQ; // this tile's first query
   const int last = P + min(T, tq0 + BQ) - 1;                 // its last query's position
   const int nk = last / BK + 1;
   const size_t stride = (size_t)nKv * D;

@@ -7,7 +7,8 @@
 // - K and V tiles stay f16 in threadgroup memory (rows of D + 8 halves) and become f32 as they are
 //   read (CUDA converts them once, into f32 rows). The cache is f16, so the values are the same.
 // Rows: row r of a tile is query qt * BQ + r / G, head kvh * G + r % G (G = nHeads / nKv, BQ = R / G;
-// G must divide R). Grid (ceil(T / BQ), nKv); threadgroup x takes query tile gdim.x - 1 - x.
+// G must divide R). Grid (nKv, ceil(T / BQ)); threadgroup (x, y) takes kv head x and query tile
+// gdim.y - 1 - y (longest first, all kv heads of a tile together).
 // Per key tile: K -> threadgroup; barrier; V -> registers; S = Q K^T * D^-0.5 masked past each
 // row's position; m' = max(m, rowmax), p = e^(S - m'), l = l e^(m - m') + rowsum p, o *= e^(m - m');
 // p -> threadgroup; barrier; V -> threadgroup; barrier; next K -> registers; o += p V; barrier.
@@ -67,8 +68,8 @@ inline void attention_prefill(device const float* q, device const u16* kc, devic
                               uint3 tid3, uint3 bid, uint3 gdim) {
   constexpr int DS = D + 4, KS = D + 8, PS = BK + 4, DC = D / 64, CH = BK * D / 8 / NT; // CH: 16-byte K/V chunks per thread
   const int tid = int(tid3.x), ty = tid >> 4, tx = tid & 15;
-  const int G = nH / nKv, BQ = R / G, kvh = int(bid.y);
-  const int qt = int(gdim.x) - 1 - int(bid.x), tq0 = qt * BQ; // this tile's first query
+  const int G = nH / nKv, BQ = R / G, kvh = int(bid.x);
+  const int qt = int(gdim.y) - 1 - int(bid.y), tq0 = qt * BQ; // this tile's first query
   const int last = P + min(T, tq0 + BQ) - 1;                   // its last query's position
   const int nk = last / BK + 1;
   const ulong stride = (ulong)nKv * D;

@@ -347,7 +347,7 @@ function run(d: Dispatch): void {
       const q = a.f32(0), kc = a.f16(1), vc = a.f16(2), out = a.f32(3), step = a.i32(4);
       const nH = a.int(5), nKv = a.int(6), D = a.int(7), T = a.int(8), G = nH / nKv;
       need(d, ATT_PREFILL_DIMS.includes(D) && Number.isInteger(G) && ATT_PREFILL_ROWS % G === 0, `D in ${ATT_PREFILL_DIMS.join("/")}, G dividing ${ATT_PREFILL_ROWS}`);
-      need(d, T === step[1]! && gx === Math.ceil(T / (ATT_PREFILL_ROWS / G)) && gy === nKv && gz === 1 && bx === ATT_PREFILL_THREADS, "grid (query tiles, nKv), ATT_PREFILL_THREADS threads");
+      need(d, T === step[1]! && gy === Math.ceil(T / (ATT_PREFILL_ROWS / G)) && gx === nKv && gz === 1 && bx === ATT_PREFILL_THREADS, "grid (nKv, query tiles), ATT_PREFILL_THREADS threads");
       need(d, q.byteOffset % 16 === 0 && out.byteOffset % 16 === 0, "q and out 16-byte aligned");
       const kv = (c: Float16Array) => Float32Array.from(c.subarray(0, (step[0]! + T) * nKv * D)); // the f16 values, exactly
       attention(out, q, kv(kc), kv(vc), T, step[0]!, nH, nKv, D); // the CPU backend's definition

@@ -477,7 +477,7 @@ export class CudaBackend implements Backend {
     // a prefill pass: one tiled kernel (16-byte stores of out), no partials
     if (o.ptr % 16n === 0n && prefillTiled(this.attentionVariant, T, shape, ATT_PREFILL_ROWS, ATT_PREFILL_DIMS)) {
       const BQ = ATT_PREFILL_ROWS / (nHeads / shape.nKvHeads);
-      this.k.attention_prefill_f32!.launch([ceil(T, BQ), shape.nKvHeads, 1], [ATT_PREFILL_THREADS, 1, 1], attPrefillSmem(D), this.stream,
+      this.k.attention_prefill_f32!.launch([shape.nKvHeads, ceil(T, BQ), 1], [ATT_PREFILL_THREADS, 1, 1], attPrefillSmem(D), this.stream,
         qb.ptr, c.k(layer), c.v(layer), o.ptr, this.stepDev.ptr, nHeads, shape.nKvHeads, D, T);
       return;
     }

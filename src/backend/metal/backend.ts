@@ -360,7 +360,7 @@ export class MetalBackend implements Backend {
     if (o.offset % 16 === 0 && prefillTiled(this.attentionVariant, T, shape, ATT_PREFILL_ROWS, ATT_PREFILL_DIMS) &&
         this.dev.pipeline("attention_prefill_f32").maxThreads >= ATT_PREFILL_THREADS) {
       const BQ = ATT_PREFILL_ROWS / (nHeads / shape.nKvHeads);
-      this.launch("attention_prefill_f32", [ceil(T, BQ), shape.nKvHeads, 1], [ATT_PREFILL_THREADS, 1, 1], [this.region(qb, T * nHeads * D), c.k(layer), c.v(layer),
+      this.launch("attention_prefill_f32", [shape.nKvHeads, ceil(T, BQ), 1], [ATT_PREFILL_THREADS, 1, 1], [this.region(qb, T * nHeads * D), c.k(layer), c.v(layer),
         this.region(o, T * nHeads * D), this.stepArg(op), i32(nHeads), i32(shape.nKvHeads), i32(D), i32(T)]);
       return;
     }
