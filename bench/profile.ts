@@ -15,7 +15,7 @@ import { loadCheckpoint } from "../src/io/checkpoint.ts";
 import { makeModel, PRESETS } from "../src/model/make.ts";
 import { Qwen3 } from "../src/model/qwen3.ts";
 
-const OPS = new Set(["embed", "rmsnorm", "addRmsnorm", "matmul", "qkNormRopeAppend", "attention", "swiglu", "add", "sampleToken"]);
+const OPS = new Set(["embed", "rmsnorm", "addRmsnorm", "matmul", "qkNormRopeAppend", "attention", "swiglu", "swigluRows", "add", "sampleToken"]);
 const arg = (argv: string[], k: string, d: string) => { const i = argv.indexOf(k); return i >= 0 && argv[i + 1] ? argv[i + 1]! : d; };
 
 export async function benchProfile(argv: string[]): Promise<void> {

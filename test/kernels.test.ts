@@ -332,6 +332,13 @@ for (const name of GPUS) {
       expect(() => gpu.copy2d(gpu.alloc(9), 5, gpu.alloc(10), 5, 2, 5)).toThrow(/dst holds 9 values but 10 are needed/);
     });
 
+    t("swigluRows of a stacked [gate | up] output (abs error <= 1e-5): 5 rows x 1027, and a slice's offset", async () => {
+      const rng = new Rng(1028), rows = 5, n = 1027, gu = floats(rng, 3 + rows * 2 * n, 8);
+      const [g, c] = await both((b) => { const o = b.alloc(rows * n + 1); b.swigluRows(b.slice(o, 1, rows * n), b.slice(b.upload(gu), 3, rows * 2 * n), rows, n); return o; });
+      expect(maxAbsDiff(g, c)).toBeLessThanOrEqual(1e-5);
+      expect(c[0]).toBe(0); // nothing written before the slice
+      expect(() => gpu.swigluRows(gpu.alloc(rows * n), gpu.alloc(rows * 2 * n - 1), rows, n)).toThrow(/gu/);
+    });
     t("swiglu (abs error <= 1e-5) and add (exact), n = 1027", async () => {
       const rng = new Rng(3), n = 1027, a = floats(rng, n, 8), u = floats(rng, n, 2);
       const [g, c] = await both((b) => { const o = b.alloc(n); b.swiglu(o, b.upload(a), b.upload(u), n); return o; });

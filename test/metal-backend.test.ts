@@ -88,7 +88,7 @@ describe("metal backend host code (fake shim) vs CPU", () => {
     expect(() => gpu.setKernelVariant("matmul", "int8")).toThrow(/matmul=hilo\|f16/);
   });
 
-  test("embed, rmsnorm in place, swiglu, add", async () => {
+  test("embed, rmsnorm in place, swiglu, swigluRows, add", async () => {
     const rng = new Rng(9), w = exactQ1(rng, 1000, 640, true), ids = Int32Array.from([0, 999, 5, 5]);
     const [e1, e2] = await both((b) => { b.setStep(0, ids); const o = b.alloc(4 * 640); b.embed(o, b.uploadQ1(w)); return o; });
     expect(maxAbsDiff(e1, e2)).toBe(0);
@@ -97,6 +97,9 @@ describe("metal backend host code (fake shim) vs CPU", () => {
     expect(maxAbsDiff(r1, r2)).toBeLessThanOrEqual(1e-5);
     const a = floats(rng, 1027, 8), u = floats(rng, 1027, 2);
     const [s1, s2] = await both((b) => { const o = b.alloc(1027); b.swiglu(o, b.upload(a), b.upload(u), 1027); return o; });
+    const gu = floats(rng, 3 * 2 * 129, 8);
+    const [w1, w2] = await both((b) => { const o = b.alloc(3 * 129); b.swigluRows(o, b.upload(gu), 3, 129); return o; });
+    expect(maxAbsDiff(w1, w2)).toBeLessThanOrEqual(1e-5);
     expect(maxAbsDiff(s1, s2)).toBeLessThanOrEqual(1e-5);
     const [a1, a2] = await both((b) => { const o = b.upload(a); b.add(o, o, b.upload(u), 1027); return o; });
     expect(maxAbsDiff(a1, a2)).toBe(0);

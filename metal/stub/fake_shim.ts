@@ -270,6 +270,17 @@ function run(d: Dispatch): void {
       for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) dst[r * ds + c] = src[r * ss + c]!;
       return;
     }
+    case "swiglu_rows_f32": {
+      const gu = a.f32(0), out = a.f32(1), rows = a.int(2), n = a.int(3);
+      need(d, gx >= 1 && bx >= 1, "a grid-stride loop");
+      for (let r = 0; r < rows; r++) {
+        for (let i = 0; i < n; i++) {
+          const g = gu[2 * r * n + i]!;
+          out[r * n + i] = (g / (1 + Math.exp(-g))) * gu[2 * r * n + n + i]!;
+        }
+      }
+      return;
+    }
     case "swiglu_f32":
     case "add_f32": {
       const p = a.f32(0), q = a.f32(1), out = a.f32(2), n = a.int(3);

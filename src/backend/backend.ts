@@ -90,6 +90,9 @@ export interface Backend {
   attention(out: Buf, q: Buf, shape: AttnShape, cache: KVCache, layer: number, T: number): void;
   /** out[n] = silu(gate[n]) * up[n]. */
   swiglu(out: Buf, gate: Buf, up: Buf, n: number): void;
+  /** SwiGLU of a stacked [gate | up] projection output: out[r, i] = silu(gu[r, i]) * gu[r, n + i],
+   *  gu [rows, 2n], out [rows, n] (a prefill pass: no copies of the two halves). */
+  swigluRows(out: Buf, gu: Buf, rows: number, n: number): void;
   /** dst[r * dstStride + c] = src[r * srcStride + c] for r < rows, c < cols (strides in elements). */
   copy2d(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void;
   /** out[n] = a[n] + b[n]. out may equal a. */
@@ -124,6 +127,14 @@ export function checkCopy2d(dst: Buf, dstStride: number, src: Buf, srcStride: nu
   if (rows === 0 || cols === 0) return;
   needLen("copy2d", "src", src, (rows - 1) * srcStride + cols);
   needLen("copy2d", "dst", dst, (rows - 1) * dstStride + cols);
+}
+
+export function checkSwigluRows(out: Buf, gu: Buf, rows: number, n: number): void {
+  for (const [k, v] of Object.entries({ rows, n })) {
+    if (!Number.isInteger(v) || v < 1 || v >= 2 ** 31) throw new Error(`swigluRows: ${k} must be an integer >= 1, got ${v}`);
+  }
+  if (rows * n * 2 >= 2 ** 31) throw new Error(`swigluRows: ${rows} x ${2 * n} too large for one call`);
+  needLen("swigluRows", "gu", gu, rows * 2 * n); needLen("swigluRows", "out", out, rows * n);
 }
 
 /** Throws a clear error when a buffer is smaller than an op needs. Shared by every backend. */

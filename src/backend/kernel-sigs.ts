@@ -12,6 +12,7 @@ export const KERNEL_SIGS: Readonly<Record<string, string>> = {
   rmsnorm_f32: "pppifi",
   add_rmsnorm_f32: "ppppifi",
   swiglu_f32: "pppi",
+  swiglu_rows_f32: "ppii",
   add_f32: "pppi",
   copy2d_f32: "ppiiii",
   qk_norm_rope_append_f32: "pppppppppiiiff",

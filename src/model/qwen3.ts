@@ -66,7 +66,7 @@ export class Qwen3 {
   private readonly x: Buf; private readonly h: Buf; private readonly tmp: Buf;
   private readonly qkv: Buf; private readonly gu: Buf; // the stacked projections' outputs
   private readonly q: Buf; private readonly k: Buf; private readonly v: Buf; private readonly att: Buf;
-  private readonly g: Buf; private readonly u: Buf;
+  private readonly g: Buf;
   private logitsBuf: Buf; // [1, vocab], grown to [LOGIT_ROWS, vocab] when all positions are asked for
   private busy: Promise<void> = Promise.resolve();
 
@@ -93,7 +93,7 @@ export class Qwen3 {
     this.qkv = b.alloc(chunk * (qDim + 2 * kvDim)); this.gu = b.alloc(chunk * 2 * c.intermediateSize);
     this.q = b.alloc(chunk * qDim); this.att = b.alloc(chunk * qDim);
     this.k = b.alloc(chunk * kvDim); this.v = b.alloc(chunk * kvDim);
-    this.g = b.alloc(chunk * c.intermediateSize); this.u = b.alloc(chunk * c.intermediateSize);
+    this.g = b.alloc(chunk * c.intermediateSize);
     this.logitsBuf = b.alloc(c.vocabSize);
   }
 
@@ -192,8 +192,8 @@ export class Qwen3 {
       b.matmul(tmp, att, L.o, T); // tmp[T, H]
       b.addRmsnorm(x, tmp, L.postNorm, h, T, H, eps); // x += tmp; h = post-attention norm(x)
       b.matmul(gu, h, L.gateUp, T); // gu[T, 2I]
-      const [gate, up] = this.split(gu, T, [I, I], [g, this.u]);
-      b.swiglu(g, gate, up, T * I); // g[T, I]
+      if (T === 1) b.swiglu(g, b.slice(gu, 0, I), b.slice(gu, I, I), I); // g[1, I] (fused with x's quantization on CUDA)
+      else b.swigluRows(g, gu, T, I); // g[T, I] from the stacked halves, no copies
       b.matmul(tmp, g, L.down, T); // tmp[T, H]
       const next = this.layers[i + 1]?.inputNorm ?? this.norm;
       b.addRmsnorm(x, tmp, next, h, T, H, eps); // x += tmp; h = next layer's input norm(x), or the final norm

@@ -1,6 +1,6 @@
 // The CPU reference backend: pure TypeScript, f32 buffers. Slow, readable, and the oracle.
 
-import { checkCopy2d, needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
+import { checkCopy2d, checkSwigluRows, needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
 import { checkQ1Shape, q1ScalesF32, type Q1Host } from "../../quant/q1.ts";
 import { qmm, type Q1Cpu } from "./qmv.ts";
 import * as ops from "./ops.ts";
@@ -138,6 +138,11 @@ export class CpuBackend implements Backend {
     ops.attention(data(out), data(q), c.k[layer]!, c.v[layer]!, T, this.pos, nHeads, nKvHeads, headDim);
   }
 
+  swigluRows(out: Buf, gu: Buf, rows: number, n: number): void {
+    checkSwigluRows(out, gu, rows, n);
+    const o = data(out), g = data(gu);
+    for (let r = 0; r < rows; r++) ops.swiglu(o.subarray(r * n, (r + 1) * n), g.subarray(2 * r * n, (2 * r + 1) * n), g.subarray((2 * r + 1) * n, (2 * r + 2) * n), n);
+  }
   swiglu(out: Buf, gate: Buf, up: Buf, n: number): void {
     needLen("swiglu", "gate", gate, n); needLen("swiglu", "up", up, n); needLen("swiglu", "out", out, n);
     ops.swiglu(data(out), data(gate), data(up), n);

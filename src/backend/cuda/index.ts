@@ -10,7 +10,7 @@
 //   pointer would kill the process instead of throwing.
 // - All work goes to one non-blocking stream; `read` and `sampleToken` are the only waits.
 
-import { checkCopy2d, needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
+import { checkCopy2d, checkSwigluRows, needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
 import type { SamplingParams } from "../gpu-sample.ts";
 import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
 import { fmtBytes, type Cuda } from "../../../ffi/cuda.ts";
@@ -519,6 +519,13 @@ export class CudaBackend implements Backend {
       return this.producedX16(o, n);
     }
     this.elementwise("swiglu_f32", "swiglu", out, gate, up, n);
+  }
+  swigluRows(out: Buf, gu: Buf, rows: number, n: number): void {
+    this.xqOf = 0n;
+    const o = this.buf("swigluRows", out), g = this.buf("swigluRows", gu);
+    checkSwigluRows(out, gu, rows, n);
+    this.noOverlap("swigluRows", o, rows * n, g, rows * 2 * n);
+    this.k.swiglu_rows_f32!.launch([Math.min(ceil(rows * n, 256), 8 * this.info.sms), 1, 1], [256, 1, 1], 0, this.stream, g.ptr, o.ptr, rows, n);
   }
   add(out: Buf, a: Buf, b: Buf, n: number): void { this.elementwise("add_f32", "add", out, a, b, n); }
   copy2d(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void {

@@ -13,7 +13,7 @@
 // Grids and threadgroup sizes are the CUDA backend's (src/backend/cuda/index.ts), kernel for kernel,
 // except qmv_q1_f32's persistent grid (QMV_GRID_CAP, not #SMs) and its K limit (see metal/qmv_q1_f32.ts).
 
-import { checkCopy2d, needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
+import { checkCopy2d, checkSwigluRows, needLen, type AttnShape, type Backend, type Buf, type KVCache, type Q1Weight, type RopeSpec } from "../backend.ts";
 import { sampleHost, type SamplingParams } from "../gpu-sample.ts";
 import { checkQ1Shape, type Q1Host } from "../../quant/q1.ts";
 import { qmvSharedBytes, QMV_MAX_K, QMV_THREADS } from "../../../metal/qmv_q1_f32.ts";
@@ -395,6 +395,12 @@ export class MetalBackend implements Backend {
     this.launch(kernel, [grid, 1, 1], [256, 1, 1], [this.region(ab, n), this.region(bb, n), this.region(o, n), i32(n)]);
   }
   swiglu(out: Buf, gate: Buf, up: Buf, n: number): void { this.elementwise("swiglu_f32", "swiglu", out, gate, up, n); }
+  swigluRows(out: Buf, gu: Buf, rows: number, n: number): void {
+    const o = this.buf("swigluRows", out), g = this.buf("swigluRows", gu);
+    checkSwigluRows(out, gu, rows, n);
+    this.noOverlap("swigluRows", o, rows * n, g, rows * 2 * n);
+    this.launch("swiglu_rows_f32", [Math.min(ceil(rows * n, 256), 1024), 1, 1], [256, 1, 1], [this.region(g, rows * 2 * n), this.region(o, rows * n), i32(rows), i32(n)]);
+  }
   add(out: Buf, a: Buf, b: Buf, n: number): void { this.elementwise("add_f32", "add", out, a, b, n); }
   copy2d(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void {
     const d = this.buf("copy2d", dst), s = this.buf("copy2d", src);
