@@ -93,7 +93,7 @@ export function longMerge(variant: AttentionVariant, end: number, longFrom: numb
  *  key up to their queries, so a short pass over a long context is faster split across positions.
  *  H200, 8B shapes (32 heads), us per layer split / tiled: T = 64 at 0: 12 / 15, 128 at 0: 26 / 25,
  *  64 at 4000: 513 / 663, 128 at 4000: 1,019 / 673; 1.7B (16 heads): 128 at 0: 16 / 25, 256 at 0:
- *  47 / 45, 128 at 4000: 600 / 672, 256 at 4000: 1,207 / 693 (2026-11-22, .scratch attbench). */
+ *  47 / 45, 128 at 4000: 600 / 672, 256 at 4000: 1,207 / 693 (bench/RESULTS.md, seventh session). */
 export const PREFILL_TILED_ROWS = 3072;
 /** Whether a pass of T queries takes the tiled prefill kernel: T > 1, a head_dim it has a case for,
  *  and G = nHeads / nKv dividing its tile of `rows` (query, head) rows; under "auto" also at least
