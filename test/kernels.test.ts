@@ -409,6 +409,30 @@ for (const name of GPUS) {
       });
     }
 
+    // The tiled kernel's last query tile runs rows past T on zero queries: none may be written.
+    t("tiled prefill attention writes exactly its T rows (a partial last query tile; sentinels after out stay)", async () => {
+      if (!gpu.kernelVariants?.attention?.includes("tiled")) return void console.log("kernels.test: this backend has no tiled attention");
+      const shape = { nHeads: 8, nKvHeads: 2, headDim: 128 }, D = 128, T = 20, rng = new Rng(2020);
+      const q = floats(rng, T * 8 * D, 2), k = floats(rng, T * 2 * D, 2), v = floats(rng, T * 2 * D, 2);
+      const qn = new Float32Array(D).fill(1), kn = new Float32Array(D).fill(1), tail = 8 * 4 * D;
+      const run = async (b: Backend) => {
+        const cache = b.allocKV(1, T, 2, D), qb = b.upload(q), big = b.upload(new Float32Array(T * 8 * D + tail).fill(-7));
+        b.setStep(0, new Int32Array(T));
+        b.qkNormRopeAppend(qb, b.upload(k), b.upload(v), b.upload(qn), b.upload(kn), 1e-6, rope("8b"), shape, cache, 0, T);
+        b.attention(b.slice(big, 0, T * 8 * D), qb, shape, cache, 0, T);
+        return b.read(big);
+      };
+      const want = await run(cpu);
+      gpu.setKernelVariant?.("attention", "tiled");
+      try {
+        const got = await run(gpu);
+        expect(maxAbsDiff(got.subarray(0, T * 8 * D), want.subarray(0, T * 8 * D))).toBeLessThanOrEqual(5e-3);
+        expect(got.subarray(T * 8 * D).every((x) => x === -7)).toBe(true);
+      } finally {
+        gpu.setKernelVariant?.("attention", "auto");
+      }
+    });
+
     // A prefill pass whose partials would exceed the backend's budget runs its queries in
     // sub-batches (t0 offsets); here a budget of ~3 queries' partials for a 40-query pass.
     t("attention in sub-batches of queries (a tiny partials budget): equals the CPU, and the one-batch run", async () => {

@@ -91,7 +91,7 @@ export interface Backend {
   /** out[n] = silu(gate[n]) * up[n]. */
   swiglu(out: Buf, gate: Buf, up: Buf, n: number): void;
   /** SwiGLU of a stacked [gate | up] projection output: out[r, i] = silu(gu[r, i]) * gu[r, n + i],
-   *  gu [rows, 2n], out [rows, n] (a prefill pass: no copies of the two halves). */
+   *  gu [rows, 2n], out [rows, n], not overlapping gu (a prefill pass: no copies of the halves). */
   swigluRows(out: Buf, gu: Buf, rows: number, n: number): void;
   /** dst[r * dstStride + c] = src[r * srcStride + c] for r < rows, c < cols (strides in elements). */
   copy2d(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void;
