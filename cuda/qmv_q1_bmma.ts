@@ -10,24 +10,38 @@
 // With w = s*bit + b:   y = sum_g  s_g * d_g * I_g + b_g * d_g * Q_g,
 //   I_g = sum over set bits k of q_k   (exact integer, from binary MMAs),   Q_g = sum_k q_k.
 // I_g = sum_p c_p * popc(bits & plane_p(q)) with c_p = 2^p (p < 15), c_15 = -2^15 (two's complement).
-// Every integer is exact; the f32 work is one product and one FMA per (row, group, lane), and the
-// bias term one FMA per (row, group) for the whole quad.
+// Every integer is exact; the f32 work is one product and two FMAs per (row, group), and the bias
+// term one FMA per (row, group) for the whole quad.
 // (x NaN/Inf are not propagated: fmaxf drops NaN and the clamp bounds Inf; the f32 kernels do.)
 //
-// Tensor-core step: mma.sync m16n8k128 .b1 AND+POPC. A = 16 weight rows x the group's 128 bits,
-// B = 8 bit planes of q (columns) x 128; two MMAs cover the 16 planes. C[row][plane] = popcounts.
-// Fragments (checked on the H200): lane l holds A rows l/4 (a0) and l/4 + 8 (a1), bits 32*(l%4)..+31;
-// B column l/4, bits 32*(l%4)..; C: c0,c1 = row l/4, columns 2*(l%4) + {0,1}; c2,c3 = row l/4 + 8.
-// So lane l sees planes {2c, 2c+1} of each MMA (c = l%4) for two rows and weights them itself; the
-// four lanes of a quad are summed by shuffles at the end of each row tile, or (DEFER, PW <= 3) only
-// once per row, in the epilogue, from all 32 lanes' partials in shared memory.
+// Tensor-core steps, per group and 16 rows:
+// 1. mma.sync m16n8k128 .b1 AND+POPC, twice. A = 16 weight rows x the group's 128 bits, B = 8 bit
+//    planes of q (columns) x 128; the two MMAs cover the 16 planes. C[row][plane] = popcounts.
+//    Fragments (checked on the H200): lane l holds A rows l/4 (a0) and l/4 + 8 (a1), bits
+//    32*(l%4)..+31; B column l/4, bits 32*(l%4)..; C: c0,c1 = row l/4, columns 2*(l%4) + {0,1};
+//    c2,c3 = row l/4 + 8.
+// 2. The plane weighting, sum_p c_p * popc_p, by one f16 MMA (m16n8k16, f32 accumulation). A
+//    popcount (<= 128) read as f16 bits is the subnormal popc * 2^-24, exact, and the binary MMAs' C
+//    layout is exactly m16n8k16's A layout (rows l/4, l/4 + 8; k = planes 2c, 2c+1 of the first and
+//    8+2c, 9+2c of the second, c = l%4), so four byte-permutes turn the eight popcounts of a lane
+//    into its A fragment. B holds the plane weights (powers of two) in the columns of one group:
+//    four groups share one accumulator, group j in columns 2j (planes 0-7) and 2j + 1 (planes 8-15,
+//    weights / 256), so lane c ends the batch with group c's two sums for its two rows (lo + 256 hi,
+//    exact in f32) and does the f32 work only for that group. Each sum has at most 15 significant
+//    bits, and every product is a power of two times a popcount, so the MMA's sums are exact (a
+//    scratch test of 2.5 M random and extreme popcount patterns on the H200 came back exact, and
+//    the oracle tests, incl. all-ones rows against the sign plane, compare exactly). Before (until 2026-11-22), each lane weighted its own quarter of
+//    the planes with six integer ops and two int-to-float conversions per group: down 2.78 -> 2.70 us.
+// So lane l sums, for rows l/4 and l/4 + 8, the groups 4b + l%4 of its warp; the four lanes of a quad
+// are summed by shuffles at the end of each row tile, or (DEFER, PW <= 3) only once per row, in the
+// epilogue, from all 32 lanes' partials in shared memory.
 //
 // Work split. Rows go in tiles of 16. Block b (256 threads, 8 warps; <= 128 registers and
 // <= 113 KiB of shared memory, so two blocks fit on an SM; the host launches one per SM, or two
 // when each would stream >= 16 tiles, e.g. the LM head) owns a contiguous range of row tiles; warp w owns the group pairs [PW*w, PW*w + PW) of every tile
 // (PW = ceil(ceil(G/2) / 8), so K <= 8 * 6 * 256 = 12288). Per tile and warp: one ldmatrix.x4
 // per group pair (A fragments of two groups; for a pair of tiles, all four are loaded before any
-// is used), four binary MMAs, the lane's plane weighting; the 8 warps' partial sums meet in shared
+// is used), four binary MMAs and two f16 MMAs (the plane weighting); the 8 warps' partial sums meet in shared
 // memory and 16 threads write y in a fixed order.
 //
 // Memory. Weights never wait for x: each tile (16 rows of packed bits, their scales and biases) is
@@ -55,14 +69,15 @@
 // tile j + S. No block-wide barrier in the loop.
 // Shared memory (dynamic): [full[16], empty[16] mbarriers: 256 bytes][S stages][S + 4 slots of
 // 16 rows x 8 warps floats, x 4 quarters under DEFER]. qmvBmmaLayout() computes the same numbers.
-// Speed (bench/RESULTS.md, H200): gate/up 60 %, down 59 % of HBM bandwidth and the LM head 76 %,
-// for the matvec alone. What sets the time per launch (%globaltimer stamps, 2026-11-22): the
+// Speed (bench/RESULTS.md, H200, back-to-back): gate/up 63 %, down 61 % of HBM bandwidth and the
+// LM head 81 %, for the matvec alone (before the f16-MMA plane weighting: 60 / 59 / 76 %). What sets the time per launch (%globaltimer stamps, 2026-11-22): the
 // weights of launch k+1 land while launch k computes (a block that only streams the same bytes this
 // way reaches 91 %), so the period is the x-dependent chain from griddepcontrol.wait returning to
 // the last block's exit (x's fragments from L2: 0.32 us, 0.54 us at K = 12288; the tiles ~1.2 us;
-// the epilogue ~0.2 us) plus ~0.5-0.7 us until the next launch's wait returns. The tile work is
-// bound by the SM's instruction throughput, not latency: 16 warps, interleaving two tiles group
-// pair by group pair, or a third block per SM were all slower.
+// the epilogue ~0.2 us; measured before the f16-MMA weighting) plus ~0.5-0.7 us until the next
+// launch's wait returns. The tile work is bound by the SM's instruction throughput, not latency:
+// 16 warps, interleaving two tiles group pair by group pair, or a third block per SM were all
+// slower; moving the plane weighting to the tensor cores (fewer instructions) was faster.
 // Host requirements: K a multiple of 128, K <= 12288; the scale and bias buffers must have 16 bytes
 // of slack after their end (the last partial tile's copy is rounded up to 16 bytes), and all three
 // weight buffers must be 16-byte aligned.
@@ -165,10 +180,9 @@ __device__ __forceinline__ void bmma(int (&c)[4], u32 a0, u32 a1, u32 b0) {
   asm volatile("mma.sync.aligned.m16n8k128.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
                : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3]) : "r"(a0), "r"(a1), "r"(b0));
 }
-// two f16 at p (4-byte aligned) as f32
-__device__ __forceinline__ void h2x2(const u16* p, float (&f)[2]) {
-  const u32 v = *reinterpret_cast<const u32*>(p);
-  f[0] = h2f((u16)(v & 0xffffu)); f[1] = h2f((u16)(v >> 16));
+__device__ __forceinline__ void hmma(float (&d)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 struct Tiles {
@@ -214,32 +228,39 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
   // ---- x: this warp's B fragments and group factors, written by qmv_x16_prep ----
   PDL_WAIT();
   u32 bf[2 * PW][2];
-  float dg[2 * PW];
-  // (one 8-byte load per group and lane, one 16-byte load per group pair: x's fragments are the
-  // first thing on the path after the wait; 36 loads per thread at K = 12288 took 0.6 us)
   #pragma unroll
   for (int gi = 0; gi < 2 * PW; gi++) {
     const int g = FULL ? 2 * PW * warp + gi : min(2 * PW * warp + gi, G - 1); // groups past G are never used
     const uint2 pl = reinterpret_cast<const uint2*>(planes)[32 * g + lane];
     bf[gi][0] = pl.x; bf[gi][1] = pl.y;
-    if (FULL) {
-      if ((gi & 1) == 0) {
-        const float4 f = reinterpret_cast<const float4*>(dsx)[g >> 1]; // g even: groups g, g + 1
-        dg[gi] = f.x; dg[gi + 1] = f.z;
-      }
-    } else {
-      const float2 f = dsx[g];
-      dg[gi] = f.x;
-    }
   }
   const int c = lane & 3, ra = lane >> 2;
-  // Plane weights, factored: lane c sees planes 2c, 2c+1 (first MMA) and 8+2c, 9+2c (second), so its
-  // partial is 2^(2c) * (n0 + 2 n1 + 256 (n2 + m n3)), m = 2 (-2 when 9+2c = 15, the sign plane);
-  // the 2^(2c) goes into this lane's copy of d_g (exact).
-  const int m3 = c == 3 ? -2 : 2;
-  const float lsc = (float)(1 << (2 * c));
+  // Plane weighting on the tensor cores (see the top): a batch of 4 groups j = 0..3 owns columns 2j
+  // (planes 0-7) and 2j + 1 (planes 8-15) of one m16n8k16 accumulator, so lane c ends a batch with
+  // group c's two column sums for rows ra, ra + 8 and weights them itself: d_g * 2^16 (undoes B's
+  // 2^8 and the subnormal 2^-24; 0 for a group past this warp's or past G).
+  constexpr int NBT = (PW + 1) / 2; // batches of 4 groups
+  float dl[NBT];
   #pragma unroll
-  for (int gi = 0; gi < 2 * PW; gi++) dg[gi] *= lsc;
+  for (int b = 0; b < NBT; b++) {
+    const int gl = 2 * PW * warp + 4 * b + c;
+    dl[b] = (4 * b + c < 2 * PW && gl < G) ? dsx[min(gl, G - 1)].x * 65536.f : 0.f;
+  }
+  // B fragments: lane l holds column n = l / 4 (group n / 2 of a batch, planes 0-7 if n is even,
+  // else 8-15) at k = planes 2c, 2c+1 (b0) and 8+2c, 9+2c (b1). The weights, times 2^8 to stay
+  // clear of f16 subnormals: 2^(p+8) for p < 8; 2^p for 8 <= p < 15; -2^15 for the sign plane.
+  // As f16 bits, a power of two 2^e is (e + 15) << 10.
+  u32 Bw[4][2];
+  {
+    const int n = lane >> 2;
+    auto w = [&](int k) -> u32 {
+      if ((n & 1) != (k >= 8)) return 0u;
+      return k == 15 ? 0xf800u : (u32)((k & 7) + 23) << 10;
+    };
+    const u32 h0 = w(2 * c) | (w(2 * c + 1) << 16), h1 = w(2 * c + 8) | (w(2 * c + 9) << 16);
+    #pragma unroll
+    for (int j = 0; j < 4; j++) { Bw[j][0] = (n >> 1) == j ? h0 : 0u; Bw[j][1] = (n >> 1) == j ? h1 : 0u; }
+  }
   // Biases: b_g * sum(x_hat)_g per row and group once per quad, not once per lane: lane c takes the
   // warp's groups gi = c, c + 4, ... (sxb = the full sum, 0 past G). (The down projection had kept
   // a per-lane quarter sum per group, because picking the lane's sum out of a register array by c had
@@ -282,32 +303,25 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
       acc_b = fmaf(h2f(bil[(ra + 8) * G + gb[k]]), sxb[k], acc_b);
     }
     #pragma unroll
-    for (int pi = 0; pi < PW; pi++) {
-      const int pr = PW * warp + pi;
-      if (FULL || pr < GP) { // warp-uniform
-        const int g = 2 * pr;
-        // scales of rows ra, ra + 8 for groups g, g + 1 (one 32-bit load each when G is even)
-        float sa[2], sb[2];
-        if (FULL || (G & 1) == 0) {
-          h2x2(scl + ra * G + g, sa); h2x2(scl + (ra + 8) * G + g, sb);
-        } else {
-          const int g1 = min(g + 1, G - 1);
-          sa[0] = h2f(scl[ra * G + g]); sa[1] = h2f(scl[ra * G + g1]);
-          sb[0] = h2f(scl[(ra + 8) * G + g]); sb[1] = h2f(scl[(ra + 8) * G + g1]);
-        }
-        #pragma unroll
-        for (int h = 0; h < 2; h++) {
-          if (!FULL && h == 1 && g + 1 >= G) break; // odd G: the pair's second group does not exist
-          int c0[4] = {0, 0, 0, 0}, c1[4] = {0, 0, 0, 0};
-          bmma(c0, a[pi][2 * h], a[pi][2 * h + 1], bf[2 * pi + h][0]);
-          bmma(c1, a[pi][2 * h], a[pi][2 * h + 1], bf[2 * pi + h][1]);
-          const int Ia = (c0[0] + 2 * c0[1]) + 256 * (c1[0] + m3 * c1[1]);
-          const int Ib = (c0[2] + 2 * c0[3]) + 256 * (c1[2] + m3 * c1[3]);
-          const float d = dg[2 * pi + h];
-          acc_a = fmaf(sa[h] * d, (float)Ia, acc_a); // |Ia|, |Ib| < 128 * 771 < 2^17: exact
-          acc_b = fmaf(sb[h] * d, (float)Ib, acc_b);
-        }
+    for (int b = 0; b < NBT; b++) {
+      float dd[4] = {0.f, 0.f, 0.f, 0.f};
+      #pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const int pi = 2 * b + (j >> 1), h = j & 1;
+        if (pi >= PW) break;
+        const int pr = PW * warp + pi, g = 2 * pr + h;
+        if (!FULL && (pr >= GP || g >= G)) break; // warp-uniform
+        int c0[4] = {0, 0, 0, 0}, c1[4] = {0, 0, 0, 0};
+        bmma(c0, a[pi][2 * h], a[pi][2 * h + 1], bf[2 * pi + h][0]);
+        bmma(c1, a[pi][2 * h], a[pi][2 * h + 1], bf[2 * pi + h][1]);
+        // popcounts (<= 128) side by side as f16 bits: the A fragment of the plane-weighting MMA
+        hmma(dd, __byte_perm(c0[0], c0[1], 0x5410), __byte_perm(c0[2], c0[3], 0x5410),
+                 __byte_perm(c1[0], c1[1], 0x5410), __byte_perm(c1[2], c1[3], 0x5410), Bw[j][0], Bw[j][1]);
       }
+      const int gl = min(2 * PW * warp + 4 * b + c, G - 1);
+      const float sda = h2f(scl[ra * G + gl]) * dl[b], sdb = h2f(scl[(ra + 8) * G + gl]) * dl[b];
+      acc_a = fmaf(fmaf(dd[1], 256.f, dd[0]), sda, acc_a); // lo + 256 hi: exact integers * 2^-16
+      acc_b = fmaf(fmaf(dd[3], 256.f, dd[2]), sdb, acc_b);
     }
     if (!DEFER) {
       acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 1); acc_a += __shfl_xor_sync(FULL_MASK, acc_a, 2);

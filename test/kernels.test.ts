@@ -14,6 +14,7 @@ import { parseConfig } from "../src/io/config.ts";
 import { configJson, PRESETS } from "../src/model/make.ts";
 import { ropeSpec } from "../src/model/rope.ts";
 import type { Q1Host } from "../src/quant/q1.ts";
+import { f32ToF16Bits } from "../src/quant/f16.ts";
 import { quantizeX16 } from "../src/quant/x16.ts";
 import { Rng } from "../src/util/rng.ts";
 import { exactQ1, maxAbsDiff, smallInts } from "./helpers.ts";
@@ -132,6 +133,39 @@ for (const name of GPUS) {
         gpu.setKernelVariant?.("matvec", "bmma");
         gpu.matmul(go, gpu.upload(x), gpu.uploadQ1(w), 1);
         expect([K, per, maxAbsDiff(await gpu.read(go), want)]).toEqual([K, per, 0]);
+      }
+      gpu.setKernelVariant?.("matvec", variants()[0]!);
+    });
+
+    // The plane weighting at its extremes: one group of x nonzero (the rest 0), at q = -32768 (the sign
+    // plane alone), q = 32767 (planes 0-14), or mixed, against all-ones, all-zero, alternating and
+    // random rows. Each y is s * d * I with |I| <= 2^22, exact in f32: a lost low bit of I (a tensor-core
+    // sum that rounded), a wrong plane weight or sign, or a group slot mixed up within a batch shows.
+    t("matvec bmma: extreme popcounts and x at q = -32768 / 32767, one group at a time, K = 4096 / 12288: exact", async () => {
+      if (!variants().includes("bmma")) return void console.log("kernels.test: no bmma variant on this GPU");
+      const rng = new Rng(32768), N = 40, near2 = 2 - 2 ** -16; // |x| / 2^-14 = 32767.75: q = -32768 or 32767
+      gpu.setKernelVariant?.("matvec", "bmma");
+      for (const K of [4096, 12288]) {
+        const G = K / 128, W = K / 32;
+        const words = new Uint32Array(N * W), scales = new Uint16Array(N * G), biases = new Uint16Array(N * G);
+        for (let r = 0; r < N; r++) {
+          const pat = [0xffffffff, 0, 0xaaaaaaaa, 0x55555555, -1][r % 5]!;
+          for (let i = 0; i < W; i++) words[r * W + i] = pat === -1 ? rng.u32() : pat;
+          scales.fill(f32ToF16Bits(2 ** -(r % 3)), r * G, (r + 1) * G); // biases stay 0
+        }
+        const w: Q1Host = { rows: N, cols: K, words, scales, biases };
+        const gw = gpu.uploadQ1(w), cw = cpu.uploadQ1(w);
+        for (const g of [0, 5, G - 1]) {
+          for (const kind of ["neg", "pos", "mixed"] as const) {
+            const x = new Float32Array(K);
+            for (let k = 0; k < 128; k++) x[128 * g + k] = kind === "neg" ? -near2 : kind === "pos" ? near2 : k % 3 === 0 ? -near2 : ((k % 5) - 2) / 2;
+            const o = cpu.alloc(N);
+            cpu.matmul(o, cpu.upload(quantizeX16(x)), cw, 1);
+            const want = await cpu.read(o), go = gpu.alloc(N);
+            gpu.matmul(go, gpu.upload(x), gw, 1);
+            expect([K, g, kind, maxAbsDiff(await gpu.read(go), want)]).toEqual([K, g, kind, 0]);
+          }
+        }
       }
       gpu.setKernelVariant?.("matvec", variants()[0]!);
     });
