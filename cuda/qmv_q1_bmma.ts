@@ -38,7 +38,8 @@
 //
 // Work split. Rows go in tiles of 16. Block b (256 threads, 8 warps; <= 128 registers and
 // <= 113 KiB of shared memory, so two blocks fit on an SM; the host launches one per SM, or two
-// when each would stream >= 16 tiles, e.g. the LM head) owns a contiguous range of row tiles; warp w owns the group pairs [PW*w, PW*w + PW) of every tile
+// when each SM would stream >= 8 tiles, e.g. the LM head and the 8B's stacked gate+up) owns a contiguous
+// range of row tiles; warp w owns the group pairs [PW*w, PW*w + PW) of every tile
 // (PW = ceil(ceil(G/2) / 8), so K <= 8 * 6 * 256 = 12288). Per tile and warp: one ldmatrix.x4
 // per group pair (A fragments of two groups; for a pair of tiles, all four are loaded before any
 // is used), four binary MMAs and two f16 MMAs (the plane weighting); the 8 warps' partial sums meet in shared

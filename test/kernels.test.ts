@@ -120,10 +120,11 @@ for (const name of GPUS) {
     // K > 6144 (more than 3 group pairs per warp: tiles one at a time) with several row tiles per
     // block, sized from the GPU's SM count: all tiles queued at entry (2, 3 per block), and more
     // tiles than stages (9728 x 5: the refilling loop); whole group pairs and an odd group count.
-    t("matvec bmma, K > 6144 with 2-5 row tiles per block: exact", async () => {
+    // 4096 x 9: past 8 tiles an SM the host launches two blocks per SM (~4.5 tiles each).
+    t("matvec bmma, K > 6144 with 2-5 row tiles per block, and two blocks per SM at K = 4096: exact", async () => {
       if (!variants().includes("bmma")) return void console.log("kernels.test: no bmma variant on this GPU");
       const sms = (gpu as CudaBackend).info.sms;
-      for (const [K, per] of [[12288, 3], [9728, 2], [9728, 5], [8320, 3]] as const) {
+      for (const [K, per] of [[12288, 3], [9728, 2], [9728, 5], [8320, 3], [4096, 9]] as const) {
         const N = 16 * sms * per - 5, rng = new Rng(K + per);
         const w = exactQ1(rng, N, K, true), x = smallInts(rng, K);
         const co = cpu.alloc(N);

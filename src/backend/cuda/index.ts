@@ -422,9 +422,11 @@ export class CudaBackend implements Backend {
   /** y = W x_hat for the x last given to prepX16 (binary tensor cores; cuda/qmv_q1_bmma.ts). */
   private qmvBmma(w: CudaQ1, y: bigint): void {
     const N = w.rows, K = w.cols;
-    // two blocks per SM when each streams many tiles (the LM head: 50 -> 35 us); one otherwise, which
-    // leaves room on the SM for the next kernel's block to start its weight copies early
-    const tiles = ceil(N, 16), perSm = tiles >= 16 * this.info.sms ? 2 : 1;
+    // two blocks per SM when each SM would stream >= 8 row tiles (the LM head: 50 -> 35 us; the 8B's
+    // stacked gate+up, 11.6 tiles an SM, after its norm: 9.3 -> 8.1 us, 8B decode +3 %; the 1.7B's
+    // gate+up, 5.8 tiles an SM, lost 2 % that way: H200, bench/RESULTS.md, eighth session); one
+    // otherwise, which leaves room on the SM for the next kernel's block to start its weight copies early
+    const tiles = ceil(N, 16), perSm = tiles >= 8 * this.info.sms ? 2 : 1;
     const grid = Math.min(perSm * this.info.sms, tiles), L = qmvBmmaLayout(N, K, grid);
     // Solo: when the launch just before was not a bmma matvec (in a decode step a norm, SwiGLU or
     // attention comes before each), most SMs hold no matvec block, and the block scheduler can put
