@@ -16,7 +16,8 @@
 //   stored in threadgroup memory sc[g][32] (-inf past len).
 // - Softmax of the chunk: simdgroup w takes heads w, w + 4, ...: m = max, e = exp(s - m), l = sum e.
 // - Values: each thread loads its V rows once and accumulates e * v for its 8 dims and all G heads
-//   in registers; then, head by head, the PPB position groups are summed through threadgroup memory.
+//   in registers; then the PPB position groups are summed through threadgroup memory, all heads after
+//   one barrier where they fit (G <= 4), else head by head.
 //   The threadgroup writes [m, l, acc[0..D-1]] per head to part[t][h][s].
 // Queries in sub-batches (the host's budget for the partials, as CUDA): every kernel takes t0, the
 // sub-batch's first query; q, part and out are bound at that sub-batch, so the threadgroup index (z,
@@ -89,6 +90,7 @@ inline void attention_partial(
     const int p = p0 + it * PPB + grp;
     kw[it] = p < P ? *reinterpret_cast<device const uint4*>(kc + p * stride + kvh * D + d0) : uint4(0u, 0u, 0u, 0u);
   }
+  // (the CUDA twin prefetches the value rows of p < P into L2 here: a hint Metal has no form of)
   PDL_WAIT(); PDL_LAUNCH();
   #pragma unroll
   for (int it = 0; it < IT; it++) {
@@ -174,6 +176,29 @@ inline void attention_partial(
   }
   // sum the PPB position groups per head through threadgroup memory; write [m, l, acc]
   device float* dst = part + ((ulong)t * nH + kvh * G) * S * (D + 2) + (ulong)s * (D + 2);
+  // When every head's sums fit red at once (row RS per position group), one barrier for all heads
+  // (as the CUDA twin); otherwise two per head.
+  constexpr int RS = GM * D + 4;
+  if (PPB * RS <= NT / 32 * 32 / 8 * (256 + 4)) {
+    threadgroup float* r0 = &red[0][0];
+    #pragma unroll
+    for (int g = 0; g < GM; g++) {
+      if (g < G) {
+        threadgroup float4* w4 = reinterpret_cast<threadgroup float4*>(r0 + grp * RS + g * D + d0);
+        w4[0] = float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
+        w4[1] = float4(acc[g][4], acc[g][5], acc[g][6], acc[g][7]);
+      }
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (int i = tid; i < G * D; i += NT) {
+      float a = 0.f;
+      #pragma unroll
+      for (int r = 0; r < PPB; r++) a += r0[r * RS + i];
+      dst[(ulong)(i / D) * S * (D + 2) + 2 + i % D] = a;
+    }
+    if (tid < G) { device float* out = dst + (ulong)tid * S * (D + 2); out[0] = sm[tid]; out[1] = sl[tid]; }
+    return;
+  }
   #pragma unroll
   for (int g = 0; g < GM; g++) {
     if (g < G) {
