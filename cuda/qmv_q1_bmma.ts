@@ -293,7 +293,7 @@ __device__ __forceinline__ void qmv_bmma_body(const Tiles& T, const u32* __restr
                      : "=r"(a[pi][0]), "=r"(a[pi][1]), "=r"(a[pi][2]), "=r"(a[pi][3]) : "r"(st + ldOff + 32u * (u32)(PW * warp + pi)));
   };
   // This warp's share of one tile in stage st (fragments a): partial sums of rows ra and ra + 8,
-  // per lane (a quarter of the planes each; see DEFER for where the quad's quarters meet).
+  // per lane (a quarter of the warp's groups each; see DEFER for where the quad's quarters meet).
   auto tile = [&](u32 st, const u32 (&a)[PW][4], float& acc_a, float& acc_b) {
     const u16* scl = reinterpret_cast<const u16*>(smem + (st + 16u * T.RS - sbase));
     const u16* bil = scl + 16 * G;
