@@ -242,7 +242,7 @@ extern "C" __global__ void __launch_bounds__(NT, 7) attention_partial_f32(
   // step's first kernel, and a block past len touches nothing)
   __shared__ float sc[MAXG][CHUNK];
   __shared__ float sm[MAXG], sl[MAXG];
-  __shared__ float red[NT / 32 * 32 / 8][256 + 4]; // [position group][dim], padded
+  __shared__ __align__(16) float red[NT / 32 * 32 / 8][256 + 4]; // [position group][dim], padded (16-byte rows: float4 stores)
   const int P = step[STEP_POS], len = P + t0 + blockIdx.z + 1;
   if ((int)blockIdx.x * CHUNK >= len) return; // the whole block: no barrier is skipped
   // GM: the smallest of 1, 2, 4, 8 holding the group G = nH / nKv (registers are sized by GM)

@@ -184,9 +184,8 @@ inline void attention_partial(
     #pragma unroll
     for (int g = 0; g < GM; g++) {
       if (g < G) {
-        threadgroup float4* w4 = reinterpret_cast<threadgroup float4*>(r0 + grp * RS + g * D + d0);
-        w4[0] = float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
-        w4[1] = float4(acc[g][4], acc[g][5], acc[g][6], acc[g][7]);
+        #pragma unroll
+        for (int j = 0; j < 8; j++) r0[grp * RS + g * D + d0 + j] = acc[g][j]; // scalar: red's alignment is not declared
       }
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);

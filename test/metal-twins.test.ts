@@ -111,6 +111,7 @@ describe("Metal kernels twin the CUDA kernels", () => {
   const DEVIATIONS: Record<string, { why: string; d: Record<string, number> }[]> = {
     "attention_f32.ts": [
       { why: "attention_partial_f32: CUDA prefetches the value rows of earlier steps into L2 before its PDL wait (prefetch.global.L2, a hint with no Metal form): one loop and two branches", d: { for: -1, unroll: -1, if: -2 } },
+      { why: "attention_partial_f32's one-barrier sum: Metal stores each head's 8 sums one by one (CUDA: two float4 stores into its 16-byte aligned array)", d: { for: 1, unroll: 1 } },
     ],
     "attention_prefill_f32.ts": [
       { why: "K/V tiles stay f16 in threadgroup memory: kv_store copies the 16-byte chunks (CUDA's converts them in a loop of 4 words), and a helper kv4 returning 4 converted halves reads them", d: { for: -1, unroll: -1, h2f: 2, return: 1 } },
